@@ -1,0 +1,935 @@
+"""``MixedConvNN``: build a CNN/MLP layer by layer, compile its outputs, train and evaluate it.
+
+The public interface is the original ELEKTRONN's; the internals are PyTorch. Arrays go in and
+come out in the original layouts:
+
+==========  =====================  ===========================================
+network     input                  output of ``class_probabilities``
+==========  =====================  ===========================================
+MLP         ``(bs, features)``     ``(bs, n_lab)``
+2D CNN      ``(bs, ch, x, y)``     ``(bs, n_lab, x, y)`` (conv output layer)
+3D CNN      ``(bs, z, ch, x, y)``  ``(bs, n_lab, z, x, y)`` (conv output layer)
+==========  =====================  ===========================================
+
+Inside, 3D tensors use PyTorch's ``(bs, ch, z, x, y)``; the network is an ``nn.Module``, so
+``cnn.to(device)``, ``cnn.parameters()`` and ``cnn(x_tensor)`` work as usual.
+
+Dropout and input noise act only in training steps (``trainingStep``); ``get_error``,
+``get_loss``, ``class_probabilities`` and ``prediction`` always evaluate the full network, so the
+original's advice to set the dropout rates to 0 before evaluating is harmless but no longer needed.
+"""
+import math
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from elektronn.net import device as _device
+from elektronn.net import losses, params as _params
+from elektronn.net.layers.conv import ConvLayer2d, ConvLayer3d, _ConvLayer
+from elektronn.net.layers.perceptron import PerceptronLayer
+from elektronn.net.optimizers import DEFAULT_PARAMS, OPTIMIZERS, RPROP_RESET_STEP, SharedScalar
+
+print('Load ELEKTRONN Core')
+
+__all__ = ['MixedConvNN']
+
+#: Targets of ``compileOutputFunctions``; those not yet available raise ``NotImplementedError``.
+TARGETS = ('nll', 'regression', 'nll_weak', 'nll_mutiple_binary', 'affinity', 'malis')
+_AVAILABLE_TARGETS = ('nll', 'regression')
+
+#: Evaluation is done in chunks whose activations take about this many bytes.
+_EVAL_CHUNK_BYTES = 256 * 2 ** 20
+
+
+def _printOps(n):
+    """Print a multiplication count the way the original did: ``Computational Cost: 4.1 Mega Ops``."""
+    for factor, suffix in ((1e12, 'Tera Ops'), (1e9, 'Giga Ops'), (1e6, 'Mega Ops'), (1e3, 'kilo Ops')):
+        if n >= factor:
+            break
+    print('Computational Cost: %.1f %s' % (float(n) / factor, suffix))
+
+
+def _shape_str(shape):
+    return '(' + ', '.join('None' if s is None else str(int(s)) for s in shape) + (',)' if len(shape) == 1 else ')')
+
+
+def _check_flag(value, name):
+    if not isinstance(value, (bool, np.bool_)) and value not in (0, 1):
+        raise TypeError('%s must be True or False, got %r' % (name, value))
+    return bool(value)
+
+
+class MixedConvNN(nn.Module):
+    """A network of conv, perceptron (and later recurrent / autoencoder) layers.
+
+    Args:
+        input_size: Spatial shape of one example: an int or 1-tuple for vector data, ``(x, y)``
+            for 2D, ``(z, x, y)`` for 3D images.
+        input_depth: Number of channels; ``None`` means non-image data (no conv layers). For
+            images it defaults to 1 (with a note).
+        batch_size: A fixed batch size (used for the printed shapes and costs) or ``None``.
+            Batches of any size are accepted.
+        enable_dropout: Give every layer added afterwards a dropout rate (0.5) unless it is
+            added with ``force_no_dropout=True``.
+        recurrent: Reserved for recurrent networks (input ``(bs, time, features)``).
+        dimension_calc: A :func:`~elektronn.net.netutils.CNNCalculator` result; ``predictDense``
+            takes the offset from it.
+
+    Example::
+
+        >>> cnn = MixedConvNN((28, 28), input_depth=1)
+        >>> cnn.addConvLayer(10, 5, pool_shape=2, activation_func='abs')
+        >>> cnn.addPerceptronLayer(10, activation_func='linear')
+        >>> cnn.compileOutputFunctions()
+        >>> loss, loss_instance, seconds = cnn.trainingStep(data, labels, mode='SGD')
+    """
+
+    def __init__(self, input_size=None, input_depth=None, batch_size=None, enable_dropout=False, recurrent=False,
+                 dimension_calc=None):
+        super().__init__()
+        if input_size is None:
+            raise ValueError('input_size is required: an int for vector data, (x, y) for 2D or (z, x, y) for 3D')
+        if np.isscalar(input_size):
+            input_size = (input_size,)
+        input_size = tuple(input_size)
+        if len(input_size) not in (1, 2, 3):
+            raise ValueError('input_size must have 1, 2 or 3 entries ((features,), (x, y) or (z, x, y)), got %r'
+                             % (input_size,))
+        for s in input_size:
+            if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1:
+                raise ValueError('input_size must contain positive integers, got %r' % (input_size,))
+        input_size = tuple(int(s) for s in input_size)
+        if input_depth is not None and (isinstance(input_depth, bool) or not isinstance(input_depth, (int, np.integer))
+                                        or input_depth < 1):
+            raise ValueError('input_depth must be a positive integer or None, got %r' % (input_depth,))
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
+                                       or batch_size < 1):
+            raise ValueError('batch_size must be a positive integer or None, got %r' % (batch_size,))
+        self.t_init = time.time()
+        self.n_dim = len(input_size)
+        self.batch_size = None if batch_size is None else int(batch_size)
+        self._enable_dropout = _check_flag(enable_dropout, 'enable_dropout')
+        self._recurrent = _check_flag(recurrent, 'recurrent')
+        if self._recurrent:
+            raise NotImplementedError('recurrent=True: recurrent networks are not available in this version yet')
+        if self.n_dim > 1 and input_depth is None:
+            input_depth = 1
+            print('For image-like data no depth was specified, using depth=1')
+        self.input_depth = None if input_depth is None else int(input_depth)
+        self.patch_size = np.array(input_size)
+        self.dimension_calc = dimension_calc
+
+        bs = self.batch_size
+        if self.input_depth is None:
+            self.input_shape = (bs,) + input_size
+            self._shape = self.input_shape  # current output shape, PyTorch layout
+        elif self.n_dim == 3:
+            self.input_shape = (bs, input_size[0], self.input_depth, input_size[1], input_size[2])
+            self._shape = (bs, self.input_depth) + input_size
+        else:
+            self.input_shape = (bs, self.input_depth) + input_size
+            self._shape = self.input_shape
+
+        self.layers = nn.ModuleList()
+        self._output_layers = nn.ModuleList()
+        self._autoencoder_chains = []
+        self.poolings = []
+        self.params = []
+        self.CG_timeline = []
+        self.debug_functions = []
+        self.TotalForwardPassCost = 0
+        self.n_lab = None
+        self.output_shape = None
+        self.output_strides = None
+        self.mfp_strides = None
+        self.mfp_offsets = None
+        self.param_count = 0
+        self.target = None
+        self._compiled = False
+        self._only_forward = False
+        self._aux_names = []
+        self._optimizers = {}
+        self.memory_format = torch.contiguous_format
+
+        # The original's shared scalars: live hyper-parameters read by the optimisers at every step.
+        self.SGD_LR = SharedScalar(0.09, 'SGD_LR')
+        self.SGD_momentum = SharedScalar(0.9, 'SGD_momentum')
+        self.global_weightdecay = SharedScalar(0.0, 'global_weightdecay')
+        self._SGD_params = {'LR': self.SGD_LR, 'momentum': self.SGD_momentum}
+        self._RPROP_params = dict(DEFAULT_PARAMS['RPROP'])
+        self._Adam_params = dict(DEFAULT_PARAMS['Adam'])
+        self._CG_params = {}
+        self._LBFGS_params = {}
+
+        print('-' * 60)
+        print('Input shape   = ', _shape_str(self.input_shape), '; This is a', self.n_dim, 'dimensional NN')
+        print('---')
+
+    # ------------------------------------------------------------------------------------------------
+    # Building
+    # ------------------------------------------------------------------------------------------------
+    def _check_not_compiled(self, what):
+        if self._compiled:
+            raise RuntimeError('%s: the network is already compiled; add all layers before compileOutputFunctions()'
+                               % what)
+
+    def _to_original_layout(self, shape):
+        """A PyTorch-layout shape in the original's layout (3D: ``(bs, z, ch, x, y)``)."""
+        if len(shape) == 5:
+            return (shape[0], shape[2], shape[1], shape[3], shape[4])
+        return tuple(shape)
+
+    def _batch_factor(self):
+        return 1 if self.batch_size is None else self.batch_size
+
+    @property
+    def device(self):
+        """The device the parameters live on."""
+        for p in self.parameters():
+            return p.device
+        return _device.current_device()
+
+    @property
+    def dtype(self):
+        for p in self.parameters():
+            return p.dtype
+        return torch.float32
+
+    def addConvLayer(self, nof_filters=None, filter_size=None, pool_shape=2, activation_func='tanh',
+                     add_in_output_layers=False, force_no_dropout=False, use_fragment_pooling=False, reshape=False,
+                     is_last_layer=False, layer_input_shape=None, layer_input=None, W=None, b=None,
+                     pooling_mode='max', affinity=False):
+        """Add a valid-convolution layer with pooling (2D or 3D, from the input's dimension).
+
+        Args:
+            nof_filters: Number of feature maps.
+            filter_size: Filter extent, a scalar or one entry per dimension (``(x, y)``/``(z, x, y)``).
+            pool_shape: Pooling factors, a scalar or one per dimension (1 = no pooling).
+            activation_func: ``'tanh'``, ``'relu'``, ``'sigmoid'``, ``'abs'``, ``'linear'`` or ``'maxout <k>'``.
+            add_in_output_layers: Keep the layer aside in ``_output_layers`` (not part of the chain).
+            force_no_dropout: No dropout in this layer even if the network enables dropout.
+            use_fragment_pooling: Max-fragment-pooling for dense prediction (batch size 1).
+            reshape: Kept for compatibility; conv outputs always have their image shape.
+            is_last_layer: Output layer: no dropout, probabilities ``(bs, n_lab, [z,] x, y)``.
+            layer_input_shape, layer_input: Not supported (layers are always stacked in order).
+            W, b: Initial filters ``(nof, ch, *filter)`` and bias ``(nof,)`` instead of random ones.
+            pooling_mode: ``'max'`` or ``'maxabs'``.
+            affinity: Affinity/MALIS output layers (3D).
+        """
+        self._check_not_compiled('addConvLayer')
+        if self.input_depth is None or self.n_dim == 1:
+            raise ValueError('addConvLayer needs image input: construct MixedConvNN with a 2D (x, y) or 3D (z, x, y) '
+                             'input_size and an input_depth (channels); this network has input shape %s'
+                             % (_shape_str(self.input_shape),))
+        if len(self._shape) == 2:
+            raise ValueError('addConvLayer: a conv layer on top of a perceptron layer is not supported; '
+                             'add all conv layers before the perceptron layers')
+        if layer_input is not None or layer_input_shape is not None:
+            raise NotImplementedError('addConvLayer(layer_input=..., layer_input_shape=...): connecting a layer to an '
+                                      'arbitrary tensor is not supported; layers are applied in the order they are added')
+        if use_fragment_pooling:
+            raise NotImplementedError('addConvLayer(use_fragment_pooling=True): max-fragment-pooling is not available '
+                                      'in this version yet; predict densely with predictDense instead')
+        if affinity:
+            raise NotImplementedError('addConvLayer(affinity=%r): affinity/MALIS output layers are not available in '
+                                      'this version yet' % (affinity,))
+        if nof_filters is None or filter_size is None:
+            raise ValueError('addConvLayer needs nof_filters and filter_size, got %r and %r' % (nof_filters, filter_size))
+        if is_last_layer:
+            print('Last Layer, by default: no dropout and reshaped outputs')
+            force_no_dropout = True
+        dropout = self._enable_dropout and not force_no_dropout
+        cls = ConvLayer2d if self.n_dim == 2 else ConvLayer3d
+        layer = cls(self._shape, nof_filters, filter_size, pool_shape, activation_func=activation_func,
+                    enable_dropout=dropout, pooling_mode=pooling_mode, W=W, b=b)
+        layer.is_last_layer = bool(is_last_layer)
+        layer.input_shape = self._to_original_layout(self._shape)
+        layer.output_shape = self._to_original_layout(layer.output_shape_internal)
+        filter_shape = layer.filter_shape
+        if self.n_dim == 3:
+            filter_shape = (filter_shape[0], filter_shape[2], filter_shape[1], filter_shape[3], filter_shape[4])
+        print('%iDConv: input= %s \tfilter= %s' % (self.n_dim, _shape_str(layer.input_shape), _shape_str(filter_shape)))
+        if dropout and self.n_dim == 3:
+            print('Dropout: ACTIVE')
+        print('Output = %s Dropout %s Act: %s pool: %s' % (_shape_str(layer.output_shape), 'ON,' if dropout else 'OFF,',
+                                                           layer.activation_func, layer.pooling_mode))
+        if is_last_layer:
+            print('Class Prob Output =', _shape_str(layer.output_shape_internal))
+        if add_in_output_layers:
+            self._output_layers.append(layer)
+        else:
+            self.layers.append(layer)
+            self._shape = layer.output_shape_internal
+            self.poolings.append(list(layer.pool))
+        cost = layer.n_multiplications * self._batch_factor()
+        _printOps(cost)
+        print('---')
+        self.TotalForwardPassCost += cost
+        return layer
+
+    def addPerceptronLayer(self, n_outputs=10, activation_func='tanh', enable_input_noise=False,
+                           add_in_output_layers=False, force_no_dropout=False, W=None, b=None):
+        """Add a fully connected layer; the previous output is flattened to ``(bs, features)``.
+
+        Args:
+            n_outputs: Number of units.
+            activation_func: ``'tanh'``, ``'relu'``, ``'sigmoid'``, ``'abs'``, ``'linear'`` or ``'maxout <k>'``.
+            enable_input_noise: Additive Gaussian noise (std 0.2) on the layer input in training steps.
+            add_in_output_layers: Keep the layer aside in ``_output_layers`` (not part of the chain).
+            force_no_dropout: No dropout in this layer even if the network enables dropout.
+            W: Initial weights ``(n_in, n_outputs)``, or another layer's ``W`` (or ``W.T``) to share it.
+            b: Initial bias ``(n_outputs,)``, or another layer's ``b`` to share it.
+        """
+        self._check_not_compiled('addPerceptronLayer')
+        n_in = int(np.prod(self._shape[1:]))
+        dropout = self._enable_dropout and not force_no_dropout
+        layer = PerceptronLayer(n_in, n_outputs, activation_func=activation_func, enable_dropout=dropout,
+                                input_noise=0.2 if enable_input_noise else None, W=W, b=b)
+        layer.input_shape = (self._shape[0], n_in)
+        layer.output_shape = (self._shape[0], layer.output_units)
+        layer.output_shape_internal = layer.output_shape
+        print('PerceptronLayer( #Inputs =', n_in, '#Outputs =', layer.n_out, ')')
+        if layer.input_noise:
+            print('Input_noise active, p=%s' % layer.input_noise)
+        if dropout:
+            print('Dropout ON')
+        if add_in_output_layers:
+            self._output_layers.append(layer)
+        else:
+            self.layers.append(layer)
+            self._shape = layer.output_shape
+        cost = layer.n_multiplications * self._batch_factor()
+        _printOps(cost)
+        print('---')
+        self.TotalForwardPassCost += cost
+        return layer
+
+    def addRecurrentLayer(self, n_hid=None, activation_func='tanh', iterations=None):
+        """Add an Elman recurrent layer over the time axis (not available yet)."""
+        raise NotImplementedError('addRecurrentLayer: recurrent layers are not available in this version yet')
+
+    def addTiedAutoencoderChain(self, n_layers=None, force_no_dropout=False, activation_func='tanh', input_noise=0.3,
+                                tie_W=True, add_layers_to_network=True):
+        """Mirror the perceptron layers as a tied decoder (not available yet)."""
+        raise NotImplementedError('addTiedAutoencoderChain: tied autoencoders are not available in this version yet')
+
+    # ------------------------------------------------------------------------------------------------
+    # Compiling
+    # ------------------------------------------------------------------------------------------------
+    def compileOutputFunctions(self, target='nll', use_class_weights=False, use_example_weights=False,
+                               use_lazy_labels=False, use_label_prop=False, only_forward=False):
+        """Fix the loss and make ``get_error``, ``get_loss``, ``class_probabilities``, ``prediction``
+        and ``trainingStep`` available.
+
+        Args:
+            target: ``'nll'`` (softmax negative log-likelihood, labels ``< 0`` ignored) or
+                ``'regression'`` (mean squared error on the activated output).
+            use_class_weights: The loss takes a ``class_weights`` array ``(n_lab,)`` as auxiliary input.
+            use_example_weights: The loss takes ``example_weights`` shaped like the labels.
+            use_lazy_labels, use_label_prop: Lazy-label masks and label propagation.
+            only_forward: Evaluation only (no ``trainingStep``).
+
+        Auxiliary inputs are passed after data and labels, positionally in the order
+        ``class_weights, example_weights`` (those enabled), or by keyword.
+        """
+        if not self.layers:
+            raise RuntimeError('compileOutputFunctions: the network has no layers; add layers first')
+        if target not in TARGETS:
+            raise ValueError('target must be one of %s, got %r' % (TARGETS, target))
+        if target not in _AVAILABLE_TARGETS:
+            raise NotImplementedError('target %r is not available in this version yet (available: %s)'
+                                      % (target, ', '.join(_AVAILABLE_TARGETS)))
+        flags = {name: _check_flag(value, name) for name, value in (
+            ('use_class_weights', use_class_weights), ('use_example_weights', use_example_weights),
+            ('use_lazy_labels', use_lazy_labels), ('use_label_prop', use_label_prop), ('only_forward', only_forward))}
+        if flags['use_lazy_labels'] or flags['use_label_prop']:
+            raise NotImplementedError('use_lazy_labels/use_label_prop: lazy labels and label propagation are not '
+                                      'available in this version yet')
+        if target == 'regression' and (flags['use_class_weights'] or flags['use_example_weights']):
+            raise ValueError("target 'regression' takes no class or example weights")
+        last = self.layers[-1]
+        if isinstance(last, _ConvLayer) and last.maxout > 1:
+            raise ValueError('the output layer must not use maxout (%r)' % last.activation_func)
+        n_out = last.output_shape_internal[1]
+        if target == 'nll' and n_out < 2:
+            raise ValueError("target 'nll' needs an output layer with at least 2 units (classes), got %i" % n_out)
+
+        print('GLOBAL')
+        _printOps(self.TotalForwardPassCost)
+        self.t_graph = time.time()
+        if not self._compiled and self._autoencoder_chains:
+            self.layers.extend(self._autoencoder_chains)
+        self.params = self._unique_parameters()
+        self.param_count = int(sum(p.numel() for p in self.params))
+        print('Total Count of trainable Parameters:', self.param_count)
+        print('Building Computational Graph took %.3f s' % (self.t_graph - self.t_init))
+        print('Compiling output functions for %s target:' % target)
+        print('\t' + ('using class_weights' if flags['use_class_weights'] else 'using no class_weights'))
+        print('\t' + ('using example_weights' if flags['use_example_weights'] else 'using no example_weights'))
+        print('\t' + ('using lazy_labels' if flags['use_lazy_labels'] else 'using no lazy_labels'))
+        print('\t' + ('label propagation active' if flags['use_label_prop'] else 'label propagation inactive'))
+        if len(self._output_layers):
+            print('Warning: <compileOutputFunctions> only applies to the LAST layer in self.layers '
+                  '(and ignores elements of self._output_layers)')
+
+        self.target = target
+        self.n_lab = n_out
+        self._only_forward = flags['only_forward']
+        self._aux_names = [name for name, used in (('class_weights', flags['use_class_weights']),
+                                                   ('example_weights', flags['use_example_weights'])) if used]
+        if isinstance(last, _ConvLayer):
+            self.output_shape = (last.output_shape_internal[0], n_out) + tuple(last.output_shape_internal[2:])
+            self.output_strides = [int(s) for s in np.prod(np.array(self.poolings), axis=0)]
+        else:
+            self.output_shape = (last.output_shape_internal[0], n_out)
+            self.output_strides = None
+        self._eval_chunk = self._evaluation_chunk_size()
+        self.to(_device.current_device() if not self._compiled else self.device)
+        self.setMemoryFormat(self._default_memory_format())
+        self._optimizers = {}
+        self.eval()
+        self._compiled = True
+        print(' Compiling done  - in %.3f s!' % (time.time() - self.t_graph))
+        print('-' * 60)
+        print('-' * 60)
+
+    def _unique_parameters(self):
+        seen, out = set(), []
+        for layer in self.layers:
+            for p in layer.own_parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    out.append(p)
+        return out
+
+    def _evaluation_chunk_size(self):
+        per_example = sum(int(np.prod(layer.output_shape_internal[1:])) for layer in self.layers)
+        per_example += int(np.prod(self._internal_input_shape()[1:]))
+        return max(1, _EVAL_CHUNK_BYTES // (3 * 4 * per_example))
+
+    def _internal_input_shape(self):
+        if self.input_depth is not None and self.n_dim == 3:
+            s = self.input_shape
+            return (s[0], s[2], s[1], s[3], s[4])
+        return self.input_shape
+
+    def _default_memory_format(self):
+        """Channels-last for conv nets on the CPU, where oneDNN's convolutions are faster in it."""
+        if self.input_depth is None or self.n_dim == 1 or self.device.type != 'cpu':
+            return torch.contiguous_format
+        return torch.channels_last if self.n_dim == 2 else torch.channels_last_3d
+
+    def setMemoryFormat(self, memory_format):
+        """Store conv filters and inputs in ``memory_format`` (``torch.contiguous_format``,
+        ``torch.channels_last`` for 2D or ``torch.channels_last_3d`` for 3D, or the strings
+        ``'contiguous'``/``'channels_last'``). Only speed changes, never results."""
+        if isinstance(memory_format, str):
+            names = {'contiguous': torch.contiguous_format,
+                     'channels_last': torch.channels_last_3d if self.n_dim == 3 else torch.channels_last}
+            if memory_format not in names:
+                raise ValueError("memory_format must be 'contiguous' or 'channels_last', got %r" % (memory_format,))
+            memory_format = names[memory_format]
+        self.memory_format = memory_format
+        with torch.no_grad():
+            for layer in self.layers:
+                if isinstance(layer, _ConvLayer):
+                    # ``.to`` re-strides even when the layout is ambiguous (one input channel), which
+                    # ``.contiguous`` does not; oneDNN then keeps the whole chain channels-last.
+                    layer.W.data = layer.W.data.to(memory_format=memory_format)
+        for opt in self._optimizers.values():
+            opt.reset()
+
+    def _require_compiled(self, what, training=False):
+        if not self._compiled:
+            raise RuntimeError('%s: call compileOutputFunctions() first' % what)
+        if training and self._only_forward:
+            raise RuntimeError('%s: the network was compiled with only_forward=True; compile it again without it'
+                               % what)
+
+    # ------------------------------------------------------------------------------------------------
+    # Array conversion at the boundary
+    # ------------------------------------------------------------------------------------------------
+    def _to_input(self, data):
+        """NumPy data in the original layout -> tensor in PyTorch layout on the network's device."""
+        if isinstance(data, torch.Tensor):
+            x = data
+        else:
+            arr = np.asarray(data)
+            if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+                raise TypeError('data must be a numeric array, got dtype %s' % arr.dtype)
+            x = torch.from_numpy(np.ascontiguousarray(arr))
+        expected = self.input_shape
+        if x.ndim != len(expected):
+            raise ValueError('data must have %i axes %s for this network, got shape %s'
+                             % (len(expected), _shape_str(expected), tuple(x.shape)))
+        if self.input_depth is None:
+            if tuple(x.shape[1:]) != tuple(expected[1:]):
+                raise ValueError('data must have shape %s for this network, got %s'
+                                 % (_shape_str(expected), tuple(x.shape)))
+        else:
+            ch_axis = 2 if self.n_dim == 3 else 1
+            if x.shape[ch_axis] != self.input_depth:
+                raise ValueError('data has %i channel(s) on axis %i (shape %s) but the network expects %i; the layout is %s'
+                                 % (x.shape[ch_axis], ch_axis, tuple(x.shape), self.input_depth, _shape_str(expected)))
+            self._check_spatial(tuple(x.shape[ch_axis + 1:]) if self.n_dim == 2 else
+                                (x.shape[1],) + tuple(x.shape[3:]), tuple(x.shape))
+        x = x.to(device=self.device, dtype=self.dtype)
+        if self.n_dim == 3 and self.input_depth is not None:
+            x = x.permute(0, 2, 1, 3, 4)
+        if x.ndim > 2:
+            x = x.contiguous(memory_format=self.memory_format)
+        return x
+
+    def _check_spatial(self, spatial, full_shape):
+        has_perceptron = any(isinstance(layer, PerceptronLayer) for layer in self.layers)
+        if has_perceptron:
+            if tuple(spatial) != tuple(int(s) for s in self.patch_size):
+                raise ValueError('data has spatial shape %s (array shape %s) but this network (with perceptron layers) '
+                                 'needs exactly %s' % (tuple(spatial), full_shape, tuple(int(s) for s in self.patch_size)))
+            return
+        sizes = list(spatial)
+        for layer in self.layers:
+            sizes = [(s - f + 1) // p for s, f, p in zip(sizes, layer.filter_size, layer.pool)]
+            if min(sizes) < 1:
+                raise ValueError('data of spatial shape %s (array shape %s) is smaller than the field of view of this '
+                                 'network' % (tuple(spatial), full_shape))
+
+    def _to_labels(self, labels, n_examples):
+        arr = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+        expected = (n_examples,) + tuple(self.output_shape[2:])
+        if self.target == 'regression':
+            out_shape = (n_examples,) + tuple(self.output_shape[1:])
+            if arr.shape not in (expected, out_shape):
+                raise ValueError('regression targets must have shape %s or %s, got %s' % (expected, out_shape, arr.shape))
+            return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(self.device, self.dtype)
+        if arr.shape != expected:
+            raise ValueError('labels must have shape %s (one class index per %s), got %s'
+                             % (expected, 'output position' if len(expected) > 1 else 'example', arr.shape))
+        if not np.issubdtype(arr.dtype, np.integer):
+            if np.issubdtype(arr.dtype, np.floating) and np.all(np.mod(arr, 1) == 0):
+                arr = arr.astype(np.int64)
+            else:
+                raise TypeError("labels must be integer class indices for target %r, got dtype %s"
+                                % (self.target, arr.dtype))
+        if arr.size and arr.max() >= self.n_lab:
+            raise ValueError('labels contain class %i but the network has %i outputs: labels must lie in 0..%i '
+                             '(negative values mean "ignore")' % (arr.max(), self.n_lab, self.n_lab - 1))
+        return torch.from_numpy(np.ascontiguousarray(arr)).to(self.device, torch.int64)
+
+    def _to_aux(self, aux_args, aux_kwargs, labels_shape):
+        """Auxiliary loss inputs (positional in compiled order, or by keyword) as tensors."""
+        names = self._aux_names
+        if len(aux_args) > len(names):
+            raise ValueError('The number of auxiliary arguments for the loss is not matching the compiled signature %s: '
+                             'got %i positional auxiliary argument(s)' % (names, len(aux_args)))
+        values = dict(zip(names, aux_args))
+        for key, value in aux_kwargs.items():
+            if key not in names:
+                raise TypeError('unexpected auxiliary argument %r; this network was compiled for %s'
+                                % (key, names or 'no auxiliary inputs'))
+            if key in values:
+                raise TypeError('auxiliary argument %r given both by position and by keyword' % key)
+            values[key] = value
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise ValueError('missing auxiliary argument(s) %s; the compiled signature is (data, labels, %s)'
+                             % (missing, ', '.join(names)))
+        out = {}
+        for name, value in values.items():
+            arr = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value, dtype=np.float32)
+            want = (self.n_lab,) if name == 'class_weights' else tuple(labels_shape)
+            if arr.shape != want:
+                raise ValueError('%s must have shape %s, got %s' % (name, want, arr.shape))
+            out[name] = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device, self.dtype)
+        return out
+
+    def _prepare(self, data, labels, aux_args, aux_kwargs):
+        x = self._to_input(data)
+        y = self._to_labels(labels, x.shape[0])
+        return x, y, self._to_aux(aux_args, aux_kwargs, y.shape)
+
+    # ------------------------------------------------------------------------------------------------
+    # Forward passes and the objective
+    # ------------------------------------------------------------------------------------------------
+    def _run(self, x):
+        """Forward pass in PyTorch layout: ``(linear output, activated output)`` of the last layer."""
+        for layer in self.layers[:-1]:
+            x = layer(x)
+        last = self.layers[-1]
+        lin = last.linear(x)
+        return lin, last.activate(lin)
+
+    def forward(self, x):
+        """The network's (activated) output for a tensor ``x`` in the original input layout."""
+        if self.n_dim == 3 and self.input_depth is not None:
+            x = x.permute(0, 2, 1, 3, 4)
+        return self._run(x)[1]
+
+    def _objective(self, x, y, aux):
+        """``(loss, loss_instance, lin, out)`` for a batch in PyTorch layout."""
+        lin, out = self._run(x)
+        if self.target == 'regression':
+            loss, instance = losses.squared_error(out, y)
+        else:
+            loss, instance = losses.nll(lin, y, aux.get('class_weights'), aux.get('example_weights'))
+        return loss, instance, lin, out
+
+    def _chunks(self, n):
+        step = self._eval_chunk
+        return [(i, min(n, i + step)) for i in range(0, max(n, 1), step)]
+
+    def _evaluate(self, x, y, aux):
+        """Loss, error and predictions over all of ``x`` in memory-bounded chunks, without dropout."""
+        was_training = self.training
+        self.eval()
+        loss_sum, count, wrong, n_labelled = 0.0, 0, 0, 0
+        instances, outputs = [], []
+        try:
+            with torch.no_grad():
+                for a, b in self._chunks(x.shape[0]):
+                    chunk_aux = {k: (v if k == 'class_weights' else v[a:b]) for k, v in aux.items()}
+                    loss, instance, lin, out = self._objective(x[a:b], y[a:b], chunk_aux)
+                    instances.append(instance)
+                    if self.target == 'regression':
+                        loss_sum += float(instance.sum())
+                        count += instance.numel()
+                        outputs.append(out)
+                    else:
+                        valid = y[a:b] >= 0
+                        n_valid = int(valid.sum())
+                        loss_sum += float(loss) * max(n_valid, 1)
+                        count += n_valid
+                        prediction = lin.argmax(dim=1)
+                        wrong += int(((prediction != y[a:b]) & valid).sum())
+                        n_labelled += n_valid
+                        outputs.append(prediction)
+        finally:
+            self.train(was_training)
+        loss = np.float32(loss_sum / max(count, 1))
+        error = wrong / n_labelled if n_labelled else math.nan
+        return loss, error, torch.cat(instances), torch.cat(outputs)
+
+    # ------------------------------------------------------------------------------------------------
+    # The compiled callables
+    # ------------------------------------------------------------------------------------------------
+    def get_error(self, data, labels, *aux, **aux_kwargs):
+        """Loss, error and prediction on a (large) batch, without dropout.
+
+        Returns:
+            ``[loss, error_rate, class_prediction]`` for classification targets (error over the
+            labelled positions); ``(mse, output)`` for ``'regression'``.
+        """
+        self._require_compiled('get_error')
+        x, y, a = self._prepare(data, labels, aux, aux_kwargs)
+        loss, error, _, outputs = self._evaluate(x, y, a)
+        outputs = outputs.cpu().numpy()
+        if self.target == 'regression':
+            return loss, outputs
+        return [loss, error, outputs]
+
+    def get_loss(self, data, labels, *aux, **aux_kwargs):
+        """``(loss, loss_instance)`` on a batch, without dropout (``loss_instance``: per example/position)."""
+        self._require_compiled('get_loss')
+        x, y, a = self._prepare(data, labels, aux, aux_kwargs)
+        loss, _, instance, _ = self._evaluate(x, y, a)
+        return loss, instance.cpu().numpy()
+
+    def class_probabilities(self, data):
+        """Softmax of the output layer (``(bs, n_lab[, z], x, y)`` for conv outputs); for
+        ``'regression'`` the activated output."""
+        self._require_compiled('class_probabilities')
+        x = self._to_input(data)
+        return self._predict(x, probabilities=True)
+
+    def prediction(self, data):
+        """The activated output for ``'regression'``; the arg-max class for classification targets."""
+        self._require_compiled('prediction')
+        x = self._to_input(data)
+        if self.target == 'regression':
+            return self._predict(x, probabilities=True)
+        return self._predict(x, probabilities=True).argmax(axis=1)
+
+    def _predict(self, x, probabilities=True):
+        was_training = self.training
+        self.eval()
+        parts = []
+        try:
+            with torch.no_grad():
+                for a, b in self._chunks(x.shape[0]):
+                    lin, out = self._run(x[a:b])
+                    parts.append(out if self.target == 'regression' else torch.softmax(lin, dim=1))
+        finally:
+            self.train(was_training)
+        return torch.cat(parts).float().cpu().numpy()
+
+    # ------------------------------------------------------------------------------------------------
+    # Training
+    # ------------------------------------------------------------------------------------------------
+    def _optimizer(self, mode):
+        if mode not in OPTIMIZERS:
+            known = ('SGD', 'Adam', 'RPROP', 'CG', 'LBFGS')
+            if mode in known:
+                raise NotImplementedError('optimiser %r is not available in this version yet (available: %s)'
+                                          % (mode, ', '.join(OPTIMIZERS)))
+            raise ValueError('mode must be one of %s, got %r' % (known, mode))
+        if mode not in self._optimizers:
+            t0 = time.time()
+            print('Compiling %s' % mode)
+            settings = self._SGD_params if mode == 'SGD' else getattr(self, '_%s_params' % mode)
+            self._optimizers[mode] = OPTIMIZERS[mode](self.params, settings, self.global_weightdecay)
+            print(' Compiling done  - in %.3f s!' % (time.time() - t0))
+        return self._optimizers[mode]
+
+    def trainingStep(self, *args, mode='SGD', update_loss=False, **aux_kwargs):
+        """One optimiser iteration on a batch.
+
+        Signature: ``cnn.trainingStep(data, labels[, *aux], mode='SGD', update_loss=False)``; auxiliary
+        inputs may also be given by keyword (``class_weights=...``).
+
+        Args:
+            mode: ``'SGD'``, ``'Adam'`` or ``'RPROP'``; each keeps its own state, so the mode can
+                change between steps.
+            update_loss: Return the loss after the update instead of before it.
+
+        Returns:
+            ``(loss, loss_instance, seconds)``: the float32 loss, the per-example (per-position)
+            loss and the time the step took.
+        """
+        self._require_compiled('trainingStep', training=True)
+        if len(args) < 2:
+            raise TypeError('trainingStep needs data and labels, got %i positional argument(s)' % len(args))
+        t0 = time.time()
+        optimizer = self._optimizer(mode)
+        x, y, aux = self._prepare(args[0], args[1], args[2:], aux_kwargs)
+
+        def closure():
+            for p in self.params:
+                p.grad = None
+            loss, instance, _, _ = self._objective(x, y, aux)
+            loss.backward()
+            return loss.detach(), instance.detach()
+
+        self.train()
+        try:
+            loss, instance = optimizer.step(closure)
+        finally:
+            self.eval()
+        if update_loss:
+            loss, _, instance, _ = self._evaluate(x, y, aux)
+        loss = np.float32(loss)
+        return loss, instance.cpu().numpy(), (time.time() - t0) + 1e-10
+
+    def setOptimizerParams(self, SGD={}, CG={}, RPROP={}, LBFGS={}, Adam={}, weight_decay=0.0):
+        """Set optimiser hyper-parameters (defaults first, then the given entries) and the global weight decay.
+
+        ``weight_decay`` is an L2 coefficient shared by all optimisers (``False`` means 0).
+        """
+        for name, value in (('SGD', SGD), ('CG', CG), ('RPROP', RPROP), ('LBFGS', LBFGS), ('Adam', Adam)):
+            if not isinstance(value, dict):
+                raise TypeError('%s must be a dict of hyper-parameters, got %r' % (name, value))
+        self.setWeightDecay(0.0 if weight_decay is False or weight_decay is None else weight_decay)
+        self.setSGDLR(SGD.get('LR', DEFAULT_PARAMS['SGD']['LR']))
+        self.setSGDMomentum(SGD.get('momentum', DEFAULT_PARAMS['SGD']['momentum']))
+        self._RPROP_params.clear()
+        self._RPROP_params.update(DEFAULT_PARAMS['RPROP'], **RPROP)
+        self._Adam_params.clear()
+        self._Adam_params.update(DEFAULT_PARAMS['Adam'], **Adam)
+        self._CG_params.update(CG)
+        self._LBFGS_params.update(LBFGS)
+
+    def setSGDLR(self, value=0.09):
+        self.SGD_LR.set_value(value)
+
+    def setSGDMomentum(self, value=0.9):
+        self.SGD_momentum.set_value(value)
+
+    def setWeightDecay(self, value=0.0005):
+        if not np.isscalar(value) or value < 0:
+            raise ValueError('weight_decay must be a non-negative number, got %r' % (value,))
+        self.global_weightdecay.set_value(value)
+
+    def getLR(self, mode='SGD'):
+        """The learning rate of optimiser ``mode`` (``None`` for RPROP, which has none)."""
+        if mode == 'SGD':
+            return float(self.SGD_LR)
+        if mode == 'RPROP':
+            return None
+        params = getattr(self, '_%s_params' % mode, None)
+        if params is None:
+            raise ValueError('unknown optimiser %r' % (mode,))
+        return params.get('LR')
+
+    def setLR(self, value, mode='SGD'):
+        """Set the learning rate of optimiser ``mode`` (what LR decay and the console's ``setlr`` use)."""
+        if mode == 'SGD':
+            self.setSGDLR(value)
+        elif mode == 'RPROP':
+            print('RPROP has no learning rate (it adapts per-element step sizes); LR unchanged')
+        else:
+            params = getattr(self, '_%s_params' % mode, None)
+            if params is None:
+                raise ValueError('unknown optimiser %r' % (mode,))
+            params['LR'] = float(value)
+
+    def resetMomenta(self):
+        """Forget every optimiser's accumulated state (momenta; RPROP step sizes go to 1e-3)."""
+        print('CNN: resetting momenta')
+        for name, opt in self._optimizers.items():
+            if name == 'RPROP':
+                opt.reset(step_size=RPROP_RESET_STEP)
+            else:
+                opt.reset()
+
+    def randomizeWeights(self, reset_momenta=True):
+        """Draw new weights for every layer (Glorot uniform, as the original's re-initialisation)."""
+        print('CNN: Randomizing weights')
+        for layer in list(self.layers) + list(self._output_layers):
+            layer.reset_parameters(mode='uni')
+        if reset_momenta:
+            self.resetMomenta()
+
+    def optimizer_state(self):
+        """States of all optimisers used so far (NumPy arrays), e.g. to resume a training run."""
+        return {name: opt.state_dict() for name, opt in self._optimizers.items()}
+
+    def load_optimizer_state(self, states):
+        for name, state in states.items():
+            self._optimizer(name).load_state_dict(state)
+
+    # ------------------------------------------------------------------------------------------------
+    # Dropout
+    # ------------------------------------------------------------------------------------------------
+    def _dropout_layers(self):
+        return [layer for layer in self.layers if layer.has_dropout]
+
+    def getDropoutRates(self):
+        """Dropout rates of the layers that have dropout, in layer order."""
+        return [float(layer.dropout_rate) for layer in self._dropout_layers()]
+
+    def setDropoutRates(self, rates):
+        """Set dropout rates: one per layer (layers without dropout skip theirs), or one per layer
+        that has dropout (the list ``getDropoutRates`` returns)."""
+        rates = [float(r) for r in np.atleast_1d(np.asarray(rates, dtype=float))]
+        for r in rates:
+            if not 0.0 <= r <= 1.0:
+                raise ValueError('dropout rates must lie in [0, 1], got %r' % (r,))
+        with_dropout = self._dropout_layers()
+        if len(rates) == len(with_dropout):
+            targets = with_dropout
+        elif len(rates) <= len(self.layers):
+            targets = [layer for layer, _ in zip(self.layers, rates)]
+        else:
+            raise ValueError('got %i dropout rates; give one per layer (%i) or one per layer with dropout (%i)'
+                             % (len(rates), len(self.layers), len(with_dropout)))
+        for layer, r in zip(targets, rates):
+            if layer.has_dropout:
+                layer.dropout_rate = float(r)
+
+    # ------------------------------------------------------------------------------------------------
+    # Parameter files
+    # ------------------------------------------------------------------------------------------------
+    def _saveable_layers(self):
+        chain = set(id(layer) for layer in self._autoencoder_chains)
+        return [layer for layer in self.layers if id(layer) not in chain]
+
+    def saveParameters(self, path='CNN.save', layers=None, show=True):
+        """Save the parameters of ``layers`` (default: all but autoencoder chains) to an HDF5 file."""
+        layers = self._saveable_layers() if layers is None else list(layers)
+        if show:
+            print('Saving params to file')
+            print(' shapes are: ' + str([tuple(a.shape) for layer in layers for a in layer.param_arrays()[:1]]))
+        _params.save_parameters(path, layers, self.poolings)
+
+    def loadParameters(self, myfile='CNN.save', strict=False, n_layers_to_load=-1):
+        """Load parameters saved by :meth:`saveParameters` (or a legacy ``.param`` file).
+
+        Args:
+            myfile: The file.
+            strict: Require exactly matching layers and shapes (``ValueError`` naming the first
+                mismatch otherwise). The default adapts differing shapes (see :mod:`elektronn.net.params`).
+            n_layers_to_load: Load only the first k layers (all if negative).
+
+        Momenta are reset first.
+        """
+        self.resetMomenta()
+        saved, _ = _params.read_parameter_file(myfile)
+        _params.apply_parameters(self._saveable_layers(), saved, path=str(myfile), strict=strict,
+                                 n_layers_to_load=n_layers_to_load)
+
+    # ------------------------------------------------------------------------------------------------
+    # Introspection
+    # ------------------------------------------------------------------------------------------------
+    def get_activities(self, data):
+        """Outputs of every layer for ``data`` (original layouts), without dropout."""
+        x = self._to_input(data)
+        out = []
+        with torch.no_grad():
+            for layer in self.layers:
+                x = layer(x)
+                a = x.float().cpu().numpy()
+                out.append(a.transpose(0, 2, 1, 3, 4) if a.ndim == 5 else a)
+        return out
+
+    def get_nonpooled_activities(self, data):
+        """Linear convolution outputs before pooling (conv layers) for ``data``."""
+        x = self._to_input(data)
+        out = []
+        with torch.no_grad():
+            for layer in self.layers:
+                if isinstance(layer, _ConvLayer):
+                    a = layer._convolve(x, layer.W, layer.b).float().cpu().numpy()
+                    out.append(a.transpose(0, 2, 1, 3, 4) if a.ndim == 5 else a)
+                x = layer(x)
+        return out
+
+    def compileDebugFunctions(self, gradients=True):
+        """Fill ``debug_functions``: one callable per layer returning that layer's output."""
+        self.debug_functions = [(lambda data, i=i: self.get_activities(data)[i]) for i in range(len(self.layers))]
+
+    def _gradients(self, data, labels, *aux, **aux_kwargs):
+        x, y, a = self._prepare(data, labels, aux, aux_kwargs)
+        for p in self.params:
+            p.grad = None
+        self.train()
+        try:
+            loss, _, _, _ = self._objective(x, y, a)
+            loss.backward()
+        finally:
+            self.eval()
+        grads = [p.grad.detach().cpu().numpy() if p.grad is not None else np.zeros(tuple(p.shape), np.float32)
+                 for p in self.params]
+        for p in self.params:
+            p.grad = None
+        return grads
+
+    @staticmethod
+    def _print_stats(title, arrays):
+        print(title)
+        for a in arrays:
+            print('shape=%s,\tmean=%f,\tstd=%f' % (a.shape, np.mean(a), np.std(a)))
+
+    def gradstats(self, data, labels, *aux, **aux_kwargs):
+        """Print shape, mean and std of every parameter's gradient on a batch."""
+        self._require_compiled('gradstats', training=True)
+        self._print_stats('Gradient statistics', self._gradients(data, labels, *aux, **aux_kwargs))
+
+    def actstats(self, data):
+        """Print shape, mean and std of every layer's output on ``data``."""
+        self._print_stats('Activation statistics', self.get_activities(data))
+
+    def paramstats(self):
+        """Print shape, mean and std of every parameter."""
+        self._print_stats('Parameters statistics', [p.detach().cpu().numpy() for p in self._unique_parameters()])
+
+    def __repr__(self):
+        lines = ['MixedConvNN(input_shape=%s, %i layers%s)' % (_shape_str(self.input_shape), len(self.layers),
+                                                              ', target=%r' % self.target if self.target else '')]
+        for i, layer in enumerate(self.layers):
+            lines.append('  [%i] %s %s -> %s act=%s%s' % (i, type(layer).__name__, _shape_str(layer.input_shape),
+                                                         _shape_str(layer.output_shape), layer.activation_func,
+                                                         '' if layer.dropout_rate is None else
+                                                         ' dropout=%.2f' % layer.dropout_rate))
+        return '\n'.join(lines)
+

@@ -1,0 +1,49 @@
+"""Packaging for ELEKTRONN.
+
+The example configs live in the top-level ``examples/`` folder of the source tree and are
+installed as the package ``elektronn.examples``, so that ``elektronn-train <bare config name>``
+finds them from any folder.
+"""
+import os
+import re
+
+from setuptools import setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read_version():
+    with open(os.path.join(HERE, 'elektronn', '__init__.py')) as f:
+        return re.search(r"^__version__ = '([^']+)'", f.read(), re.M).group(1)
+
+
+with open(os.path.join(HERE, 'README.rst')) as f:
+    long_description = f.read()
+
+setup(
+    name='elektronn',
+    version=read_version(),
+    description='2D/3D convolutional neural networks for electron-microscopy volumes '
+                '(neuron membrane detection, MNIST, autoencoders) on PyTorch',
+    long_description=long_description,
+    long_description_content_type='text/x-rst',
+    license='GPL-3.0-or-later',
+    python_requires='>=3.10',
+    packages=['elektronn', 'elektronn.net', 'elektronn.net.layers', 'elektronn.training',
+              'elektronn.cli', 'elektronn.data', 'elektronn.examples'],
+    package_dir={'elektronn.examples': 'examples'},
+    package_data={'elektronn.examples': ['*.py']},
+    install_requires=['numpy>=1.23', 'scipy>=1.9', 'h5py>=3.6', 'matplotlib>=3.5', 'torch>=2.2'],
+    extras_require={
+        'test': ['pytest>=7'],
+        'docs': ['sphinx>=7'],
+    },
+    entry_points={'console_scripts': [
+    ]},
+    classifiers=[
+        'Programming Language :: Python :: 3',
+        'License :: OSI Approved :: GNU General Public License v3 or later (GPLv3+)',
+        'Topic :: Scientific/Engineering :: Artificial Intelligence',
+        'Topic :: Scientific/Engineering :: Image Recognition',
+    ],
+)
