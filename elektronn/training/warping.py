@@ -53,16 +53,17 @@ SHEAR_MAX = 3.0
 SCALE_MAX = 0.1  # scale factors are drawn from [1, 1 + SCALE_MAX * amount]
 STRETCH_MAX = 0.1
 
-WarpParams = namedtuple('WarpParams', ['rot', 'shear', 'scale', 'stretch', 'twist'])
-WarpParams.__doc__ = """Random warp parameters, in the positional order the warp functions take them.
+class WarpParams(namedtuple('WarpParams', ['rot', 'shear', 'scale', 'stretch', 'twist'])):
+    """Random warp parameters, in the positional order the warp functions take them.
 
-Attributes:
-    rot: Rotation about the z axis in degrees.
-    shear: Shear angle in degrees (against the xy diagonal).
-    scale: Scale factors, ``(s_x, s_y)`` in 2D or ``(s_x, s_y, s_z)`` in 3D.
-    stretch: Perspective stretch fractions, 2 in 2D (x by y, y by x), 4 in 3D (+ x by z, y by z).
-    twist: Change of the rotation angle from the z centre to the outer slice in degrees (``None`` in 2D).
-"""
+    Attributes:
+        rot: Rotation about the z axis in degrees.
+        shear: Shear angle in degrees (against the xy diagonal).
+        scale: Scale factors, ``(s_x, s_y)`` in 2D or ``(s_x, s_y, s_z)`` in 3D.
+        stretch: Perspective stretch fractions, 2 in 2D (x by y, y by x), 4 in 3D (+ x by z, y by z).
+        twist: Change of the rotation angle from the z centre to the outer slice in degrees (``None`` in 2D).
+    """
+    __slots__ = ()
 
 
 def _rng(rng):
