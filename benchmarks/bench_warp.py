@@ -24,7 +24,6 @@ import os
 import pickle
 import sys
 import tempfile
-import time
 
 import numpy as np
 import torch
@@ -37,16 +36,6 @@ from elektronn.training.traindata import MNISTData  # noqa: E402
 
 PATCH_3D = (7, 127, 127)  # (z, x, y) of the 3D example network
 OFFSET_3D = (2, 15, 15)   # its CNN offset: labels are PATCH_3D - 2 * OFFSET_3D
-
-
-def rate(fn, seconds):
-    for _ in range(3):
-        fn()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        fn()
-        n += 1
-    return n / (time.perf_counter() - t0)
 
 
 def mnist_warper(tmp):
@@ -92,8 +81,8 @@ def stepper(build):
 def measure(figure, warp, step, seconds, rounds, extra):
     best_warp = best_step = 0.0
     for _ in range(rounds):  # interleaved, best of each, to damp machine noise
-        best_warp = max(best_warp, rate(warp, seconds))
-        best_step = max(best_step, rate(step, seconds))
+        best_warp = max(best_warp, bench_net.rate(warp, seconds))
+        best_step = max(best_step, bench_net.rate(step, seconds))
     print(json.dumps({'figure': figure, 'warps_per_s': round(best_warp, 1), 'training_steps_per_s': round(best_step, 2),
                       'ratio_warp_time_over_step_time': round(best_step / best_warp, 4), 'target_ratio': 0.25,
                       **extra, 'threads': torch.get_num_threads(), 'device': 'cpu'}), flush=True)
