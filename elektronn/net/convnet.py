@@ -343,11 +343,10 @@ class MixedConvNN(nn.Module):
         if self._autoencoder_chains:
             raise RuntimeError('addTiedAutoencoderChain: the network already has an autoencoder chain')
         n_total = len(self.layers)
-        if n_layers is None or (not isinstance(n_layers, bool) and isinstance(n_layers, (int, np.integer))
-                                and n_layers <= 0):
-            n_layers = n_total
-        if isinstance(n_layers, bool) or not isinstance(n_layers, (int, np.integer)) or not 0 < n_layers <= n_total:
+        if isinstance(n_layers, bool) or not (n_layers is None or isinstance(n_layers, (int, np.integer))) \
+                or (n_layers or 0) > n_total:
             raise ValueError('n_layers must be between 1 and the number of layers (%i), got %r' % (n_total, n_layers))
+        n_layers = n_total if n_layers is None or n_layers <= 0 else int(n_layers)
         if n_layers != n_total:
             raise NotImplementedError('addTiedAutoencoderChain(n_layers=%i): a chain that branches off below the '
                                       'deepest of the %i layers is not supported; mirror all layers and build a '
