@@ -59,7 +59,10 @@ def main():
     ap.add_argument('--only', choices=['standalone', 'dropout', 'autoencoder'], default=None)
     ap.add_argument('--out', default=None, help='folder for logs and files (default: a temporary folder)')
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = args.out or tempfile.mkdtemp(prefix='bench_mnist_')
     os.makedirs(out, exist_ok=True)
     data_arg = [os.path.abspath(args.data)] if args.data else []
