@@ -116,9 +116,6 @@ class Data:
             raise ValueError("source must be 'train', 'valid' or 'test', got %r" % (source,))
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError('batch_size must be a positive integer, got %r' % (batch_size,))
-        if source == 'train' and batch_size > self._training_count:
-            raise ValueError('batch_size %i is larger than the training set (%i examples)'
-                             % (batch_size, self._training_count))
 
     def _next_train_indices(self, batch_size):
         """Indices of the next training batch: consecutive slices of a random permutation, redrawn when
@@ -149,7 +146,8 @@ class Data:
         Args:
             batch_size: Number of examples.
             source: ``'train'`` (random, each example once per epoch), ``'valid'`` or ``'test'``
-                (the first ``batch_size`` examples, fewer if the set is smaller).
+                (the first ``batch_size`` examples). A set smaller than ``batch_size`` is returned
+                whole (the training set shuffled), as the trainer's monitoring expects.
         """
         self._check_batch_args(batch_size, source)
         if source == 'train':
