@@ -286,8 +286,9 @@ class CG(_Optimizer):
       and never goes below ``min_step``: at most ``int(log(min_step / max_step) / log(beta))``
       shrinks, so every accepted ``t`` lies in ``[min_step, max_step]``.
     * ``alpha``: the Armijo constant; ``t`` is accepted when ``f(t) <= f(0) + alpha * t * slope``
-      (``slope = g.d < 0``). The search also stops when the loss rises as ``t`` shrinks; it then
-      keeps the previous, better step (the original kept the worse one).
+      (``slope = g.d < 0``). The search also stops when the loss rises as ``t`` shrinks, and then
+      keeps the previous, better step (the original kept the worse one; it also kept the last
+      step when ``min_step`` was reached, where this search keeps the better of the last two).
     * ``show``: print one line per search.
 
     If a conjugate direction is not a descent direction (``slope >= 0``) the search restarts along
@@ -334,7 +335,7 @@ class CG(_Optimizer):
         f, loss, instance = evaluate(t)
         count = 1
         previous = None
-        for _ in range(max_count):
+        for i in range(max_count + 1):
             if f <= f0 + t * alpha * slope:
                 break
             if previous is not None and f > previous[0]:
@@ -342,6 +343,8 @@ class CG(_Optimizer):
                 f, loss, instance, t = previous
                 self._set_params(origin, direction, t)
                 break
+            if i == max_count:
+                break  # min_step reached
             previous = (f, loss, instance, t)
             t *= beta
             f, loss, instance = evaluate(t)
