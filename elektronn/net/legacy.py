@@ -8,8 +8,10 @@ The original saved parameters as consecutive pickle records (protocol 2, written
 3. the list of pool shapes.
 
 Pickle can run arbitrary code while loading, so this reader admits nothing but NumPy arrays of
-numbers and plain containers (lists, tuples, numbers, strings); a file that names anything else
-is refused with a :class:`ValueError` before that thing is ever called.
+numbers and plain containers (lists, tuples, numbers, strings): the only callables it resolves
+are NumPy's array and dtype reconstructors and the latin-1 byte-string decoding of Python 3's
+protocol-2 pickles. A file that names anything else is refused with a :class:`ValueError`
+before that thing is ever called.
 
 Layouts are converted into this package's:
 
@@ -36,17 +38,36 @@ FLATTEN_ORDER_KEY = 'theano_flatten_order'
 # by old (``numpy.core``) and new (``numpy._core``) NumPy both resolve to them.
 _RECONSTRUCT = np.zeros(1).__reduce__()[0]
 _SCALAR = np.float32(0).__reduce__()[0]
-_ALLOWED_GLOBALS = {
-    ('numpy', 'ndarray'): np.ndarray,
-    ('numpy', 'dtype'): np.dtype,
-}
-for _module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-    _ALLOWED_GLOBALS[(_module, '_reconstruct')] = _RECONSTRUCT
-    _ALLOWED_GLOBALS[(_module, 'scalar')] = _SCALAR
 
 
 class _RefusedGlobal(pickle.UnpicklingError):
     pass
+
+
+def _latin1_encode(text, encoding, errors='strict'):
+    """Python 3 writes byte strings into protocol-2 pickles as ``_codecs.encode(text, 'latin1')``."""
+    if not isinstance(text, str) or encoding not in ('latin1', 'latin-1'):
+        raise _RefusedGlobal('_codecs.encode with %r' % (encoding,))
+    return text.encode('latin1')
+
+
+def _empty_bytes(*args):
+    """Python 3 writes ``b''`` into protocol-2 pickles as ``bytes()``."""
+    if args:
+        raise _RefusedGlobal('bytes with arguments')
+    return b''
+
+
+_ALLOWED_GLOBALS = {
+    ('numpy', 'ndarray'): np.ndarray,
+    ('numpy', 'dtype'): np.dtype,
+    ('_codecs', 'encode'): _latin1_encode,
+    ('__builtin__', 'bytes'): _empty_bytes,
+    ('builtins', 'bytes'): _empty_bytes,
+}
+for _module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
+    _ALLOWED_GLOBALS[(_module, '_reconstruct')] = _RECONSTRUCT
+    _ALLOWED_GLOBALS[(_module, 'scalar')] = _SCALAR
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -108,7 +129,7 @@ def _shape_list(value, path):
 
 
 def _flip_spatial(W, axes):
-    return np.ascontiguousarray(np.flip(W, axis=axes))
+    return np.flip(W, axis=axes).copy()  # a fresh array: torch refuses negative strides, even on length-1 axes
 
 
 def _layer_entry(records, k, shape, path, index):
