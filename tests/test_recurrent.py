@@ -132,3 +132,13 @@ def test_errors_name_the_problem():
     seq.addRecurrentLayer(4)
     with pytest.raises(ValueError, match='recurrent layer cannot be the output layer'):
         seq.compileOutputFunctions()
+
+
+@pytest.mark.parametrize('shape, iterations', [((2, 4, 3), None), ((2, 3), 3)])
+def test_gradient(shape, iterations):
+    layer = RecurrentLayer(3, 4, activation_func='tanh', iterations=iterations).double()
+    names = list(layer.param_names)
+    values = [getattr(layer, n).detach().clone().requires_grad_() for n in names]
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    fn = lambda x, *ps: torch.func.functional_call(layer, dict(zip(names, ps)), (x,))
+    assert torch.autograd.gradcheck(fn, (x, *values), fast_mode=True)
