@@ -418,7 +418,7 @@ class CNNData:
             raise ValueError('%s has the spatial shape %s (z, x, y) and its labels %s the shape %s: the label cube must '
                              'lie centred in the raw cube, so raw minus label size must be even on every axis, but it '
                              'is %s; crop or pad one of them (or check zchxy_order)'
-                             % (d_name, tuple(raw_spatial), l_name, tuple(label_shape), tuple(diff)))
+                             % (d_name, tuple(raw_spatial), l_name, tuple(label_shape), tuple(diff.tolist())))
         return diff // 2
 
     def _make_cube(self, raw, lab, d_name, l_name, origin, factor):

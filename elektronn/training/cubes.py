@@ -366,8 +366,12 @@ class DiskVolume:
         return self._h5[self.key]
 
     @property
+    def size(self):
+        return int(np.prod(self.shape))
+
+    @property
     def nbytes(self):
-        return int(np.prod(self.shape)) * self.dtype.itemsize
+        return self.size * self.dtype.itemsize
 
     def _file_index(self, bounds):
         """File slices for internal spatial bounds ``[(z0, z1), (x0, x1), (y0, y1)]``."""
