@@ -118,7 +118,6 @@ class CNNData:
 
     Attributes:
         n_lab, n_ch: Number of classes and input channels (known after loading data).
-        example_shape: Shape of one example: ``(ch, x, y)`` or ``(z, ch, x, y)``.
         warp_on: Default for :meth:`getbatch`'s ``warp_on`` (``False``, ``True`` or a fraction);
             change it from the console to switch warping on or off.
         n_successful_warp, n_failed_warp: Warps done, and warps abandoned because the enlarged
