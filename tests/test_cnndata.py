@@ -614,6 +614,19 @@ def test_cubes_too_large_for_memory_are_read_from_disk(tmp_path):
     assert disk2.data_mean == pytest.approx(mem2.data_mean) and disk2.data_std == pytest.approx(mem2.data_std)
     for a, b in zip(mem2.getbatch(3), disk2.getbatch(3)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    # regions of files in (z, x, y) order
+    with h5py.File(tmp_path / 'c_raw.h5', 'r') as f:
+        write_h5(tmp_path / 'z_raw.h5', raw=f['raw'][()].transpose(2, 0, 1))
+    with h5py.File(tmp_path / 'c_lab.h5', 'r') as f:
+        write_h5(tmp_path / 'z_lab.h5', lab=f['lab'][()].transpose(2, 0, 1))
+    files = [('z_raw.h5', 'raw', dict(z=(2, 9), x=(1, 29)))], [('z_lab.h5', 'lab', dict(z=(1, 6), x=(1, 19)))]
+    mem3 = load(tmp_path, *files, zchxy_order=True, **kw)
+    disk3 = CNNData(seed=0, zchxy_order=True, **kw)
+    disk3.max_in_memory_bytes = 0
+    disk3.addDataFromFile(str(tmp_path), str(tmp_path), *files)
+    assert disk3.train_d[0].shape == mem3.train_d[0].shape == (7, 1, 28, 26)
+    for a, b in zip(mem3.getbatch(3), disk3.getbatch(3)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_affinity_labels():

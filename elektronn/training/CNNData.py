@@ -57,12 +57,12 @@ class _Cube:
         name: ``'file[key]'`` of the raw data, for messages.
     """
 
-    __slots__ = ('data', 'label', 'origin', 'info', 'name', 'label_name', 'label_range')
+    __slots__ = ('data', 'label', 'origin', 'info', 'info_name', 'name', 'label_name', 'label_range')
 
     def __init__(self, data, label, origin, name, label_name):
         self.data, self.label, self.origin = data, label, origin
         self.name, self.label_name = name, label_name
-        self.info = None
+        self.info = self.info_name = None
         self.label_range = None
 
     @property
@@ -133,7 +133,8 @@ class CNNData:
         if n_dim not in (2, 3):
             raise ValueError('n_dim must be 2 or 3, got %r' % (n_dim,))
         if mode not in _MODES:
-            hint = ' (vect-scalar data uses the classes in elektronn.training.traindata)' if mode == 'vect-scalar' else ''
+            hint = (' (vect-scalar data uses the classes in elektronn.training.traindata)'
+                    if mode == 'vect-scalar' else '')
             raise ValueError('mode must be one of %s, got %r%s' % (_MODES, mode, hint))
         if border_mode not in _cubes.BORDER_MODES:
             raise ValueError('border_mode must be one of %s, got %r' % (_cubes.BORDER_MODES, border_mode))
@@ -324,7 +325,8 @@ class CNNData:
         valid = set()
         for v in (valid_cubes or []):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < n:
-                raise ValueError('valid_cubes must hold indices into the file lists (0..%i), got %r' % (n - 1, valid_cubes))
+                raise ValueError('valid_cubes must hold indices into the file lists (0..%i), got %r'
+                                 % (n - 1, valid_cubes))
             valid.add(int(v))
         return valid
 
@@ -362,7 +364,7 @@ class CNNData:
         finally:
             d_file.close()
             l_file.close()
-        cube.info = info
+        cube.info, cube.info_name = info, _cubes.describe(l_full, 'info')
         return cube
 
     def _check_raw_ndim(self, ndim, shape, name):
@@ -546,7 +548,7 @@ class CNNData:
             else:
                 if c.info.shape != (2, self.n_lab):
                     raise ValueError('%s: the lazy-label info must have shape (2, n_lab) = (2, %i), got %s'
-                                     % (_cubes.describe(c.label_name.rsplit('[', 1)[0], 'info'), self.n_lab, c.info.shape))
+                                     % (c.info_name, self.n_lab, c.info.shape))
                 c.info = (c.info[0].astype(np.int16), c.info[1].astype(np.int16))
 
     def _report_unusable_labels(self, cube):
@@ -820,10 +822,10 @@ class CNNData:
             region = 'its labelled region plus the CNN offset spans %s' % (tuple(usable.tolist()),)
         else:
             region = 'its extent is %s' % (tuple(cube.spatial_shape),)
-        return ('%s (z, x, y) shape %s: the patch size %s%s does not fit; %s (z, x, y)%s. Use a smaller '
-                'desired_input or larger cubes' % (cube.name, tuple(cube.spatial_shape), tuple(self.patch_size.tolist()),
-                                                   ' (z, x, y)' if self.n_dim == 3 else ' (x, y)', region,
-                                                   '' if self.n_dim == 3 or not self.aniso else ' (anisotropic: xy-slices only)'))
+        patch = '%s %s' % (tuple(self.patch_size.tolist()), '(z, x, y)' if self.n_dim == 3 else '(x, y)')
+        slices = ' (anisotropic: xy-slices only)' if self.n_dim == 2 and self.aniso else ''
+        return ('%s (z, x, y) shape %s: the patch size %s does not fit; %s (z, x, y)%s. Use a smaller desired_input '
+                'or larger cubes' % (cube.name, tuple(cube.spatial_shape), patch, region, slices))
 
     def _cutPatch(self, cube, ps, thresh=0.0):
         """Cut a patch of size ``ps`` at a random position; re-cut (up to 10 times) while more than

@@ -3,4 +3,6 @@
 ``from elektronn.training import CNNData`` gives the image data class (the module of the same
 name, :mod:`elektronn.training.CNNData`, stays importable as in the original).
 """
-from elektronn.training.CNNData import CNNData  # noqa: F401
+from elektronn.training.CNNData import CNNData
+
+__all__ = ['CNNData']
