@@ -26,7 +26,7 @@ import numpy as np
 from elektronn import __version__
 from elektronn.utils import atomic_path
 
-__all__ = ['save_parameters', 'read_parameter_file', 'apply_parameters', 'FORMAT_NAME']
+__all__ = ['save_parameters', 'save_parameter_entries', 'read_parameter_file', 'apply_parameters', 'FORMAT_NAME']
 
 FORMAT_NAME = 'ELEKTRONN parameters'
 FORMAT_VERSION = 1
@@ -41,18 +41,27 @@ def save_parameters(path, layers, poolings=()):
         layers: Layers (``_Layer`` instances) in network order.
         poolings: The network's pool shapes, stored as a record (as the original did).
     """
+    entries = [dict([('type', type(layer).__name__)] + list(zip(layer.param_names, layer.param_arrays())))
+               for layer in layers]
+    save_parameter_entries(path, entries, poolings)
+
+
+def save_parameter_entries(path, entries, poolings=()):
+    """Write layer dicts ``{'type': name, param_name: array, ...}`` (as :func:`read_parameter_file`
+    returns them) to the HDF5 file ``path`` (atomically)."""
     with atomic_path(path) as tmp:
         with h5py.File(tmp, 'w') as f:
             f.attrs['format'] = FORMAT_NAME
             f.attrs['format_version'] = FORMAT_VERSION
             f.attrs['elektronn_version'] = __version__
             f.attrs['poolings'] = json.dumps([[int(p) for p in np.atleast_1d(pool)] for pool in poolings])
-            for i, layer in enumerate(layers):
+            for i, entry in enumerate(entries):
+                names = [name for name in entry if name != 'type']
                 g = f.create_group('layer%03d' % i)
-                g.attrs['type'] = type(layer).__name__
-                g.attrs['param_names'] = json.dumps(list(layer.param_names))
-                for name, arr in zip(layer.param_names, layer.param_arrays()):
-                    g.create_dataset(name, data=arr)
+                g.attrs['type'] = entry.get('type', '')
+                g.attrs['param_names'] = json.dumps(names)
+                for name in names:
+                    g.create_dataset(name, data=np.asarray(entry[name], dtype=np.float32))
 
 
 def _file_kind(path):
