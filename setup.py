@@ -39,6 +39,7 @@ setup(
         'docs': ['sphinx>=7'],
     },
     entry_points={'console_scripts': [
+        'elektronn-convert-params = elektronn.cli.convert_params:main',
     ]},
     classifiers=[
         'Programming Language :: Python :: 3',

@@ -5,6 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+# One thread: the suite's tensors are small, and OpenMP's spinning threads make small operations
+# orders of magnitude slower whenever another process competes for the cores.
+torch.set_num_threads(1)
+
 SHARED_DATA = os.environ.get('ELEKTRONN_SHARED_DATA',
                              os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data'))
 

@@ -196,7 +196,7 @@ def test_features_of_later_versions_raise_not_implemented():
     with pytest.raises(NotImplementedError, match='use_fragment_pooling'):
         cnn.addConvLayer(2, 3, use_fragment_pooling=True)
     cnn.addConvLayer(2, 3, pool_shape=1, is_last_layer=True)
-    with pytest.raises(NotImplementedError, match="target 'malis'"):
+    with pytest.raises(ValueError, match="target 'malis' needs an affinity output layer"):
         cnn.compileOutputFunctions(target='malis')
     with pytest.raises(ValueError, match="target must be one of .* got 'nl'"):
         cnn.compileOutputFunctions(target='nl')

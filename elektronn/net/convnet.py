@@ -3,13 +3,14 @@
 The public interface is the original ELEKTRONN's; the internals are PyTorch. Arrays go in and
 come out in the original layouts:
 
-==========  =====================  ===========================================
-network     input                  output of ``class_probabilities``
-==========  =====================  ===========================================
-MLP         ``(bs, features)``     ``(bs, n_lab)``
-2D CNN      ``(bs, ch, x, y)``     ``(bs, n_lab, x, y)`` (conv output layer)
-3D CNN      ``(bs, z, ch, x, y)``  ``(bs, n_lab, z, x, y)`` (conv output layer)
-==========  =====================  ===========================================
+==========  ========================  ===========================================
+network     input                     output of ``class_probabilities``
+==========  ========================  ===========================================
+MLP         ``(bs, features)``        ``(bs, n_lab)``
+RNN         ``(bs, time, features)``  ``(bs, n_lab)`` (perceptron output layer)
+2D CNN      ``(bs, ch, x, y)``        ``(bs, n_lab, x, y)`` (conv output layer)
+3D CNN      ``(bs, z, ch, x, y)``     ``(bs, n_lab, z, x, y)`` (conv output layer)
+==========  ========================  ===========================================
 
 Inside, 3D tensors use PyTorch's ``(bs, ch, z, x, y)``; the network is an ``nn.Module``, so
 ``cnn.to(device)``, ``cnn.parameters()`` and ``cnn(x_tensor)`` work as usual.
@@ -26,19 +27,23 @@ import torch
 from torch import nn
 
 from elektronn.net import device as _device
-from elektronn.net import losses, params as _params
+from elektronn.net import legacy, params as _params, targets as _targets
+from elektronn.net.layers.affinity import AffinityLayer3d, MalisLayer
 from elektronn.net.layers.autoencoder import build_tied_chain
 from elektronn.net.layers.conv import ConvLayer2d, ConvLayer3d, _ConvLayer
 from elektronn.net.layers.perceptron import PerceptronLayer
-from elektronn.net.optimizers import DEFAULT_PARAMS, OPTIMIZERS, RPROP_RESET_STEP, SharedScalar
+from elektronn.net.layers.recurrent import RecurrentLayer
+from elektronn.net.optimizers import DEFAULT_PARAMS, OPTIMIZERS, RPROP_RESET_STEP, SharedScalar, check_settings
 
 print('Load ELEKTRONN Core')
 
 __all__ = ['MixedConvNN']
 
-#: Targets of ``compileOutputFunctions``; those not yet available raise ``NotImplementedError``.
-TARGETS = ('nll', 'regression', 'nll_weak', 'nll_mutiple_binary', 'affinity', 'malis')
-_AVAILABLE_TARGETS = ('nll', 'regression')
+#: Targets of ``compileOutputFunctions`` (``'nll_multiple_binary'`` is accepted for ``'nll_mutiple_binary'``).
+TARGETS = _targets.TARGETS
+
+#: Optimiser modes of ``trainingStep``.
+MODES = ('SGD', 'Adam', 'RPROP', 'CG', 'LBFGS')
 
 #: Evaluation is done in chunks whose activations take about this many bytes.
 _EVAL_CHUNK_BYTES = 256 * 2 ** 20
@@ -74,7 +79,9 @@ class MixedConvNN(nn.Module):
             Batches of any size are accepted.
         enable_dropout: Give every layer added afterwards a dropout rate (0.5) unless it is
             added with ``force_no_dropout=True``.
-        recurrent: Reserved for recurrent networks (input ``(bs, time, features)``).
+        recurrent: A recurrent network: ``input_size`` is the number of features and
+            ``input_depth`` the number of time steps, input ``(bs, time, features)``; with
+            ``input_depth=None`` the input is ``(bs, features)`` (a recurrent layer then repeats it).
         dimension_calc: A :func:`~elektronn.net.netutils.CNNCalculator` result; ``predictDense``
             takes the offset from it.
 
@@ -113,8 +120,9 @@ class MixedConvNN(nn.Module):
         self.batch_size = None if batch_size is None else int(batch_size)
         self._enable_dropout = _check_flag(enable_dropout, 'enable_dropout')
         self._recurrent = _check_flag(recurrent, 'recurrent')
-        if self._recurrent:
-            raise NotImplementedError('recurrent=True: recurrent networks are not available in this version yet')
+        if self._recurrent and self.n_dim != 1:
+            raise ValueError('a recurrent network takes vector input: input_size must be the number of features '
+                             '(an int), got %r' % (input_size,))
         if self.n_dim > 1 and input_depth is None:
             input_depth = 1
             print('For image-like data no depth was specified, using depth=1')
@@ -123,7 +131,10 @@ class MixedConvNN(nn.Module):
         self.dimension_calc = dimension_calc
 
         bs = self.batch_size
-        if self.input_depth is None:
+        if self._recurrent and self.input_depth is not None:
+            self.input_shape = (bs, self.input_depth) + input_size  # (bs, time, features)
+            self._shape = self.input_shape
+        elif self.input_depth is None:
             self.input_shape = (bs,) + input_size
             self._shape = self.input_shape  # current output shape, PyTorch layout
         elif self.n_dim == 3:
@@ -151,6 +162,7 @@ class MixedConvNN(nn.Module):
         self._compiled = False
         self._only_forward = False
         self._aux_names = []
+        self._target = None
         self._optimizers = {}
         self.memory_format = torch.contiguous_format
 
@@ -161,8 +173,8 @@ class MixedConvNN(nn.Module):
         self._SGD_params = {'LR': self.SGD_LR, 'momentum': self.SGD_momentum}
         self._RPROP_params = dict(DEFAULT_PARAMS['RPROP'])
         self._Adam_params = dict(DEFAULT_PARAMS['Adam'])
-        self._CG_params = {}
-        self._LBFGS_params = {}
+        self._CG_params = dict(DEFAULT_PARAMS['CG'])
+        self._LBFGS_params = dict(DEFAULT_PARAMS['LBFGS'])
 
         print('-' * 60)
         print('Input shape   = ', _shape_str(self.input_shape), '; This is a', self.n_dim, 'dimensional NN')
@@ -217,7 +229,10 @@ class MixedConvNN(nn.Module):
             layer_input_shape, layer_input: Not supported (layers are always stacked in order).
             W, b: Initial filters ``(nof, ch, *filter)`` and bias ``(nof,)`` instead of random ones.
             pooling_mode: ``'max'`` or ``'maxabs'``.
-            affinity: Affinity/MALIS output layers (3D).
+            affinity: ``True`` (or ``'affinity'``) for an affinity output layer
+                (:class:`~elektronn.net.layers.affinity.AffinityLayer3d`: ``nof_filters`` classes for
+                each of the 3 edge directions, ``3 * nof_filters`` output channels), ``'malis'``
+                for a :class:`~elektronn.net.layers.affinity.MalisLayer`; 3D networks only.
         """
         self._check_not_compiled('addConvLayer')
         if self.input_depth is None or self.n_dim == 1:
@@ -233,18 +248,25 @@ class MixedConvNN(nn.Module):
         if use_fragment_pooling:
             raise NotImplementedError('addConvLayer(use_fragment_pooling=True): max-fragment-pooling is not available '
                                       'in this version yet; predict densely with predictDense instead')
-        if affinity:
-            raise NotImplementedError('addConvLayer(affinity=%r): affinity/MALIS output layers are not available in '
-                                      'this version yet' % (affinity,))
+        if affinity is not False and affinity is not None and affinity not in (True, 'affinity', 'malis'):
+            raise ValueError("addConvLayer: affinity must be False, True, 'affinity' or 'malis', got %r" % (affinity,))
+        if affinity and self.n_dim != 3:
+            raise ValueError('addConvLayer(affinity=%r): affinity output layers need a 3D network, this one is %iD'
+                             % (affinity, self.n_dim))
         if nof_filters is None or filter_size is None:
             raise ValueError('addConvLayer needs nof_filters and filter_size, got %r and %r' % (nof_filters, filter_size))
         if is_last_layer:
             print('Last Layer, by default: no dropout and reshaped outputs')
             force_no_dropout = True
         dropout = self._enable_dropout and not force_no_dropout
-        cls = ConvLayer2d if self.n_dim == 2 else ConvLayer3d
+        if affinity:
+            cls = MalisLayer if affinity == 'malis' else AffinityLayer3d
+        else:
+            cls = ConvLayer2d if self.n_dim == 2 else ConvLayer3d
         layer = cls(self._shape, nof_filters, filter_size, pool_shape, activation_func=activation_func,
                     enable_dropout=dropout, pooling_mode=pooling_mode, W=W, b=b)
+        if affinity:
+            print('Affinity output layer: %i classes for each of the 3 edge directions (z, x, y)' % nof_filters)
         layer.is_last_layer = bool(is_last_layer)
         layer.input_shape = self._to_original_layout(self._shape)
         layer.output_shape = self._to_original_layout(layer.output_shape_internal)
@@ -311,8 +333,52 @@ class MixedConvNN(nn.Module):
         self.TotalForwardPassCost += cost
 
     def addRecurrentLayer(self, n_hid=None, activation_func='tanh', iterations=None):
-        """Add an Elman recurrent layer over the time axis (not available yet)."""
-        raise NotImplementedError('addRecurrentLayer: recurrent layers are not available in this version yet')
+        """Add an Elman recurrent layer over the time axis; its output is the last hidden state.
+
+        Args:
+            n_hid: Number of hidden units.
+            activation_func: ``'tanh'``, ``'relu'``, ``'sigmoid'``, ``'abs'`` or ``'linear'``.
+            iterations: For a previous output without time axis ``(bs, features)`` (e.g. a
+                perceptron layer, or a recurrent network built with ``input_depth=None``): the
+                number of time steps to repeat it for.
+
+        Shapes:
+            ``(bs, time, features)`` (or ``(bs, features)`` repeated ``iterations`` times) ->
+            ``(bs, n_hid)``.
+        """
+        self._check_not_compiled('addRecurrentLayer')
+        if n_hid is None:
+            raise ValueError('addRecurrentLayer needs n_hid (the number of hidden units), got None')
+        shape = self._shape
+        if len(shape) == 2:
+            if iterations is None:
+                raise ValueError('addRecurrentLayer: the previous output %s has no time axis; give iterations (an '
+                                 'int) to repeat it over that many time steps' % (_shape_str(shape),))
+            print('Recurrence with broadcasted input')
+            steps = iterations
+        elif len(shape) == 3:
+            steps = shape[1]
+            if iterations is not None:
+                raise ValueError('addRecurrentLayer: the input %s already has a time axis (%i steps); iterations=%r '
+                                 'is only for input without one' % (_shape_str(shape), steps, iterations))
+        else:
+            raise ValueError('addRecurrentLayer needs input (bs, time, features) or (bs, features); the previous '
+                             'output is %s (use MixedConvNN(n_features, input_depth=time_steps, recurrent=True))'
+                             % (_shape_str(shape),))
+        layer = RecurrentLayer(shape[-1], n_hid, activation_func=activation_func,
+                               iterations=iterations if len(shape) == 2 else None)
+        layer.input_shape = (shape[0], steps, shape[-1])
+        layer.output_shape = layer.output_shape_internal = (shape[0], layer.n_hid)
+        print('RecurrentLayer( #Inputs =', layer.n_in, '#Hidden = ', layer.n_hid, ')')
+        if layer.activation_func == 'linear':
+            print('Warning: linear activation in recurrent layer with fanout-%i! Is this the output layer?' % layer.n_hid)
+        self.layers.append(layer)
+        self._shape = layer.output_shape
+        cost = layer.n_multiplications(steps) * self._batch_factor()
+        _printOps(cost)
+        print('---')
+        self.TotalForwardPassCost += cost
+        return layer
 
     def addTiedAutoencoderChain(self, n_layers=None, force_no_dropout=False, activation_func='tanh', input_noise=0.3,
                                 tie_W=True, add_layers_to_network=True):
@@ -375,38 +441,34 @@ class MixedConvNN(nn.Module):
         and ``trainingStep`` available.
 
         Args:
-            target: ``'nll'`` (softmax negative log-likelihood, labels ``< 0`` ignored) or
-                ``'regression'`` (mean squared error on the activated output).
-            use_class_weights: The loss takes a ``class_weights`` array ``(n_lab,)`` as auxiliary input.
-            use_example_weights: The loss takes ``example_weights`` shaped like the labels.
-            use_lazy_labels, use_label_prop: Lazy-label masks and label propagation.
+            target: ``'nll'`` (softmax negative log-likelihood, labels ``< 0`` ignored),
+                ``'regression'`` (mean squared error on the activated output), ``'nll_weak'``
+                (NLL against half label, half prediction), ``'nll_mutiple_binary'`` (also spelt
+                ``'nll_multiple_binary'``: independent two-class outputs of a perceptron layer),
+                ``'affinity'`` (affinity graphs, needs an affinity output layer) or ``'malis'``
+                (MALIS loss on an affinity output). See :mod:`elektronn.net.targets`.
+            use_class_weights: The loss takes ``class_weights`` ``(n_lab,)`` (``(2,)`` for
+                ``'nll_mutiple_binary'`` and ``'malis'``).
+            use_example_weights: The loss takes ``example_weights`` shaped like the labels (``'nll'``).
+            use_lazy_labels: The loss takes the lazy-label masks ``mask_class_labeled`` and
+                ``mask_class_not_present`` ``(bs, n_lab)`` (``'nll'``).
+            use_label_prop: The loss takes ``label_prop_thresh`` (a scalar) for label propagation (``'nll'``).
             only_forward: Evaluation only (no ``trainingStep``).
 
-        Auxiliary inputs are passed after data and labels, positionally in the order
-        ``class_weights, example_weights`` (those enabled), or by keyword.
+        Auxiliary inputs follow data and labels, positionally in the order ``seg_gt`` (``'malis'``),
+        ``mask_class_labeled, mask_class_not_present, class_weights, example_weights,
+        label_prop_thresh`` (those enabled; ``cnn._aux_names`` lists them), or by keyword.
         """
         if not self.layers:
             raise RuntimeError('compileOutputFunctions: the network has no layers; add layers first')
-        if target not in TARGETS:
-            raise ValueError('target must be one of %s, got %r' % (TARGETS, target))
-        if target not in _AVAILABLE_TARGETS:
-            raise NotImplementedError('target %r is not available in this version yet (available: %s)'
-                                      % (target, ', '.join(_AVAILABLE_TARGETS)))
+        _targets.canonical_name(target)
         flags = {name: _check_flag(value, name) for name, value in (
             ('use_class_weights', use_class_weights), ('use_example_weights', use_example_weights),
             ('use_lazy_labels', use_lazy_labels), ('use_label_prop', use_label_prop), ('only_forward', only_forward))}
-        if flags['use_lazy_labels'] or flags['use_label_prop']:
-            raise NotImplementedError('use_lazy_labels/use_label_prop: lazy labels and label propagation are not '
-                                      'available in this version yet')
-        if target == 'regression' and (flags['use_class_weights'] or flags['use_example_weights']):
-            raise ValueError("target 'regression' takes no class or example weights")
         self._append_pending_chain()
         last = self.layers[-1]
-        if isinstance(last, _ConvLayer) and last.maxout > 1:
-            raise ValueError('the output layer must not use maxout (%r)' % last.activation_func)
         n_out = last.output_shape_internal[1]
-        if target == 'nll' and n_out < 2:
-            raise ValueError("target 'nll' needs an output layer with at least 2 units (classes), got %i" % n_out)
+        target_obj = _targets.make_target(target, last, n_out, flags)
 
         print('GLOBAL')
         _printOps(self.TotalForwardPassCost)
@@ -425,10 +487,10 @@ class MixedConvNN(nn.Module):
                   '(and ignores elements of self._output_layers)')
 
         self.target = target
-        self.n_lab = n_out
+        self._target = target_obj
+        self.n_lab = target_obj.n_lab
         self._only_forward = flags['only_forward']
-        self._aux_names = [name for name, used in (('class_weights', flags['use_class_weights']),
-                                                   ('example_weights', flags['use_example_weights'])) if used]
+        self._aux_names = list(target_obj.aux_names)
         if isinstance(last, _ConvLayer):
             self.output_shape = (last.output_shape_internal[0], n_out) + tuple(last.output_shape_internal[2:])
             self.output_strides = [int(s) for s in np.prod(np.array(self.poolings), axis=0)]
@@ -524,7 +586,7 @@ class MixedConvNN(nn.Module):
         if x.ndim != len(expected):
             raise ValueError('data must have %i axes %s for this network, got shape %s'
                              % (len(expected), _shape_str(expected), tuple(x.shape)))
-        if self.input_depth is None:
+        if self.input_depth is None or self.n_dim == 1:
             if tuple(x.shape[1:]) != tuple(expected[1:]):
                 raise ValueError('data must have shape %s for this network, got %s'
                                  % (_shape_str(expected), tuple(x.shape)))
@@ -558,25 +620,30 @@ class MixedConvNN(nn.Module):
 
     def _to_labels(self, labels, n_examples):
         arr = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-        expected = (n_examples,) + tuple(self.output_shape[2:])
+        expected = self._target.label_shape(n_examples, self.output_shape)
         if self.target == 'regression':
             out_shape = (n_examples,) + tuple(self.output_shape[1:])
             if arr.shape not in (expected, out_shape):
                 raise ValueError('regression targets must have shape %s or %s, got %s' % (expected, out_shape, arr.shape))
             return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(self.device, self.dtype)
         if arr.shape != expected:
-            raise ValueError('labels must have shape %s (one class index per %s), got %s'
-                             % (expected, 'output position' if len(expected) > 1 else 'example', arr.shape))
+            what = 'output position' if len(expected) > 1 else 'example'
+            if self._target.name == 'nll_mutiple_binary':
+                what = 'output unit (0 or 1)'
+            elif self._target.name in ('affinity', 'malis'):
+                what = 'edge direction (z, x, y) and output position'
+            raise ValueError('labels must have shape %s (one class index per %s), got %s' % (expected, what, arr.shape))
         if not np.issubdtype(arr.dtype, np.integer):
             if np.issubdtype(arr.dtype, np.floating) and np.all(np.mod(arr, 1) == 0):
                 arr = arr.astype(np.int64)
             else:
                 raise TypeError("labels must be integer class indices for target %r, got dtype %s"
                                 % (self.target, arr.dtype))
-        if arr.size and arr.max() >= self.n_lab:
-            raise ValueError('labels contain class %i but the network has %i outputs: labels must lie in 0..%i '
-                             '(negative values mean "ignore")' % (arr.max(), self.n_lab, self.n_lab - 1))
-        return torch.from_numpy(np.ascontiguousarray(arr)).to(self.device, torch.int64)
+        n_classes = self._target.n_classes
+        if arr.size and arr.max() >= n_classes:
+            raise ValueError('labels contain class %i but the output has %i classes: labels must lie in 0..%i '
+                             '(negative values mean "ignore")' % (arr.max(), n_classes, n_classes - 1))
+        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.int64)).to(self.device)
 
     def _to_aux(self, aux_args, aux_kwargs, labels_shape):
         """Auxiliary loss inputs (positional in compiled order, or by keyword) as tensors."""
@@ -596,14 +663,24 @@ class MixedConvNN(nn.Module):
         if missing:
             raise ValueError('missing auxiliary argument(s) %s; the compiled signature is (data, labels, %s)'
                              % (missing, ', '.join(names)))
-        out = {}
-        for name, value in values.items():
-            arr = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value, dtype=np.float32)
-            want = (self.n_lab,) if name == 'class_weights' else tuple(labels_shape)
-            if arr.shape != want:
-                raise ValueError('%s must have shape %s, got %s' % (name, want, arr.shape))
-            out[name] = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device, self.dtype)
-        return out
+        return {name: self._aux_tensor(name, value, labels_shape) for name, value in values.items()}
+
+    def _aux_tensor(self, name, value, labels_shape):
+        """One auxiliary input as a tensor, after checking its shape and values."""
+        arr = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
+        want = self._target.aux_shape(name, labels_shape)
+        if name == 'label_prop_thresh' and arr.size == 1:
+            arr = arr.reshape(())
+        if arr.shape != want:
+            raise ValueError('%s must have shape %s, got %s' % (name, want, arr.shape))
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+            raise TypeError('%s must be a numeric array, got dtype %s' % (name, arr.dtype))
+        if name == 'seg_gt':
+            return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.int64)).to(self.device)
+        if name in ('mask_class_labeled', 'mask_class_not_present') and not np.isin(arr, (0, 1)).all():
+            raise ValueError('%s must hold 0/1 flags per example and class, got values %s'
+                             % (name, np.unique(arr)[:10].tolist()))
+        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(self.device, self.dtype)
 
     def _prepare(self, data, labels, aux_args, aux_kwargs):
         x = self._to_input(data)
@@ -630,10 +707,7 @@ class MixedConvNN(nn.Module):
     def _objective(self, x, y, aux):
         """``(loss, loss_instance, lin, out)`` for a batch in PyTorch layout."""
         lin, out = self._run(x)
-        if self.target == 'regression':
-            loss, instance = losses.squared_error(out, y)
-        else:
-            loss, instance = losses.nll(lin, y, aux.get('class_weights'), aux.get('example_weights'))
+        loss, instance = self._target.loss(lin, out, y, aux)
         return loss, instance, lin, out
 
     def _chunks(self, n):
@@ -644,31 +718,27 @@ class MixedConvNN(nn.Module):
         """Loss, error and predictions over all of ``x`` in memory-bounded chunks, without dropout."""
         was_training = self.training
         self.eval()
-        loss_sum, count, wrong, n_labelled = 0.0, 0, 0, 0
+        target = self._target
+        totals = counts = wrong = counted = 0
         instances, outputs = [], []
         try:
             with torch.no_grad():
                 for a, b in self._chunks(x.shape[0]):
-                    chunk_aux = {k: (v if k == 'class_weights' else v[a:b]) for k, v in aux.items()}
-                    loss, instance, lin, out = self._objective(x[a:b], y[a:b], chunk_aux)
+                    chunk_aux = {k: (v[a:b] if k in _targets.PER_EXAMPLE_AUX else v) for k, v in aux.items()}
+                    lin, out = self._run(x[a:b])
+                    total, count, instance = target.loss_terms(lin, out, y[a:b], chunk_aux)
+                    totals = totals + total.double().cpu()
+                    counts = counts + count.double().cpu()
                     instances.append(instance)
-                    if self.target == 'regression':
-                        loss_sum += float(instance.sum())
-                        count += instance.numel()
-                        outputs.append(out)
-                    else:
-                        valid = y[a:b] >= 0
-                        n_valid = int(valid.sum())
-                        loss_sum += float(loss) * max(n_valid, 1)
-                        count += n_valid
-                        prediction = lin.argmax(dim=1)
-                        wrong += int(((prediction != y[a:b]) & valid).sum())
-                        n_labelled += n_valid
-                        outputs.append(prediction)
+                    outputs.append(target.prediction(lin, out))
+                    errors = target.error_terms(lin, out, y[a:b])
+                    if errors is not None:
+                        wrong = wrong + errors[0].double().cpu()
+                        counted = counted + errors[1].double().cpu()
         finally:
             self.train(was_training)
-        loss = np.float32(loss_sum / max(count, 1))
-        error = wrong / n_labelled if n_labelled else math.nan
+        loss = np.float32(target.finish(totals, counts))
+        error = math.nan if isinstance(counted, int) else _targets.error_rate(wrong.numpy(), counted.numpy())
         return loss, error, torch.cat(instances), torch.cat(outputs)
 
     # ------------------------------------------------------------------------------------------------
@@ -696,9 +766,37 @@ class MixedConvNN(nn.Module):
         loss, _, instance, _ = self._evaluate(x, y, a)
         return loss, instance.cpu().numpy()
 
+    def malis_stats(self, data, labels, seg_gt):
+        """MALIS statistics on a batch (target ``'malis'``), without dropout.
+
+        Returns:
+            The original's list ``[nll, n_pos, n_neg, n_tot, false_splits, false_merges,
+            rand_index, pos_count, neg_count]``: the MALIS loss, the numbers of voxel pairs that
+            should be connected / separated (and their sum), the pair counts of edges predicted
+            disconnected although their pairs belong together (false splits) and connected
+            although they do not (false merges), ``(false_splits + false_merges) / n_tot``, and
+            the per-edge pair counts ``(bs, 3, z, x, y)``.
+        """
+        self._require_compiled('malis_stats')
+        if self._target.name != 'malis':
+            raise RuntimeError("malis_stats needs a network compiled with target='malis', this one has %r"
+                               % (self.target,))
+        x = self._to_input(data)
+        y = self._to_labels(labels, x.shape[0])
+        seg = self._aux_tensor('seg_gt', seg_gt, y.shape)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                lin, _ = self._run(x)
+                return self._target.stats(lin, y, seg)
+        finally:
+            self.train(was_training)
+
     def class_probabilities(self, data):
         """Softmax of the output layer (``(bs, n_lab[, z], x, y)`` for conv outputs); for
-        ``'regression'`` the activated output."""
+        ``'regression'`` the activated output; ``(bs, n_out, 2)`` for ``'nll_mutiple_binary'``;
+        ``(bs, 3 * n_lab, z, x, y)`` (one softmax per edge direction) for affinity outputs."""
         self._require_compiled('class_probabilities')
         x = self._to_input(data)
         return self._predict(x, probabilities=True)
@@ -707,9 +805,7 @@ class MixedConvNN(nn.Module):
         """The activated output for ``'regression'``; the arg-max class for classification targets."""
         self._require_compiled('prediction')
         x = self._to_input(data)
-        if self.target == 'regression':
-            return self._predict(x, probabilities=True)
-        return self._predict(x, probabilities=True).argmax(axis=1)
+        return self._predict(x, probabilities=False)
 
     def _predict(self, x, probabilities=True):
         was_training = self.training
@@ -719,28 +815,63 @@ class MixedConvNN(nn.Module):
             with torch.no_grad():
                 for a, b in self._chunks(x.shape[0]):
                     lin, out = self._run(x[a:b])
-                    parts.append(out if self.target == 'regression' else torch.softmax(lin, dim=1))
+                    parts.append(self._target.probabilities(lin, out) if probabilities
+                                 else self._target.prediction(lin, out))
         finally:
             self.train(was_training)
-        return torch.cat(parts).float().cpu().numpy()
+        result = torch.cat(parts)
+        return (result.float() if probabilities else result).cpu().numpy()
 
     # ------------------------------------------------------------------------------------------------
     # Training
     # ------------------------------------------------------------------------------------------------
     def _optimizer(self, mode):
-        if mode not in OPTIMIZERS:
-            known = ('SGD', 'Adam', 'RPROP', 'CG', 'LBFGS')
-            if mode in known:
-                raise NotImplementedError('optimiser %r is not available in this version yet (available: %s)'
-                                          % (mode, ', '.join(OPTIMIZERS)))
-            raise ValueError('mode must be one of %s, got %r' % (known, mode))
+        if mode not in MODES:
+            raise ValueError('mode must be one of %s, got %r' % (MODES, mode))
         if mode not in self._optimizers:
             t0 = time.time()
             print('Compiling %s' % mode)
             settings = self._SGD_params if mode == 'SGD' else getattr(self, '_%s_params' % mode)
-            self._optimizers[mode] = OPTIMIZERS[mode](self.params, settings, self.global_weightdecay)
+            extra = {'timeline': self.CG_timeline} if mode == 'CG' else {}
+            self._optimizers[mode] = OPTIMIZERS[mode](self.params, settings, self.global_weightdecay, **extra)
             print(' Compiling done  - in %.3f s!' % (time.time() - t0))
         return self._optimizers[mode]
+
+    def _is_stochastic(self):
+        """Whether training-mode forward passes draw random numbers (dropout, input noise)."""
+        return any(getattr(layer, 'dropout_rate', None) or getattr(layer, 'input_noise', None)
+                   for layer in self.layers)
+
+    def _closure(self, x, y, aux, repeatable):
+        """The loss closure of one training step (see :meth:`_Optimizer.step`).
+
+        With ``repeatable`` every call draws the same dropout masks and input noise, so that an
+        optimiser evaluating the loss several times (CG, LBFGS) compares one and the same function.
+        """
+        seed = int(torch.randint(0, 2 ** 62, (1,))) if repeatable and self._is_stochastic() else None
+        device = self.device
+        rng_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+            if device.type == 'cuda' else []
+
+        def evaluate(backward):
+            for p in self.params:
+                p.grad = None
+            if not backward:
+                with torch.no_grad():
+                    loss, instance, _, _ = self._objective(x, y, aux)
+                return loss, instance
+            loss, instance, _, _ = self._objective(x, y, aux)
+            loss.backward()
+            return loss.detach(), instance.detach()
+
+        def closure(backward=True):
+            if seed is None:
+                return evaluate(backward)
+            with torch.random.fork_rng(devices=rng_devices):
+                torch.manual_seed(seed)
+                return evaluate(backward)
+
+        return closure
 
     def trainingStep(self, *args, mode='SGD', update_loss=False, **aux_kwargs):
         """One optimiser iteration on a batch.
@@ -749,9 +880,10 @@ class MixedConvNN(nn.Module):
         inputs may also be given by keyword (``class_weights=...``).
 
         Args:
-            mode: ``'SGD'``, ``'Adam'`` or ``'RPROP'``; each keeps its own state, so the mode can
-                change between steps.
-            update_loss: Return the loss after the update instead of before it.
+            mode: ``'SGD'``, ``'Adam'``, ``'RPROP'``, ``'CG'`` or ``'LBFGS'``; each keeps its own
+                state, so the mode can change between steps (see :mod:`elektronn.net.optimizers`).
+            update_loss: Return the loss after the update instead of before it (CG and LBFGS
+                always return the loss after their update).
 
         Returns:
             ``(loss, loss_instance, seconds)``: the float32 loss, the per-example (per-position)
@@ -763,14 +895,7 @@ class MixedConvNN(nn.Module):
         t0 = time.time()
         optimizer = self._optimizer(mode)
         x, y, aux = self._prepare(args[0], args[1], args[2:], aux_kwargs)
-
-        def closure():
-            for p in self.params:
-                p.grad = None
-            loss, instance, _, _ = self._objective(x, y, aux)
-            loss.backward()
-            return loss.detach(), instance.detach()
-
+        closure = self._closure(x, y, aux, repeatable=optimizer.repeatable_closure)
         self.train()
         try:
             loss, instance = optimizer.step(closure)
@@ -785,10 +910,18 @@ class MixedConvNN(nn.Module):
         """Set optimiser hyper-parameters (defaults first, then the given entries) and the global weight decay.
 
         ``weight_decay`` is an L2 coefficient shared by all optimisers (``False`` means 0).
+        The dicts of optimisers already in use are updated in place, so changes act at once.
+
+        Raises:
+            ValueError: an unknown or out-of-range CG / LBFGS hyper-parameter.
         """
         for name, value in (('SGD', SGD), ('CG', CG), ('RPROP', RPROP), ('LBFGS', LBFGS), ('Adam', Adam)):
             if not isinstance(value, dict):
                 raise TypeError('%s must be a dict of hyper-parameters, got %r' % (name, value))
+        checked = {}
+        for name, value in (('CG', CG), ('LBFGS', LBFGS)):
+            checked[name] = dict(DEFAULT_PARAMS[name], **value)
+            check_settings(name, checked[name])
         self.setWeightDecay(0.0 if weight_decay is False or weight_decay is None else weight_decay)
         self.setSGDLR(SGD.get('LR', DEFAULT_PARAMS['SGD']['LR']))
         self.setSGDMomentum(SGD.get('momentum', DEFAULT_PARAMS['SGD']['momentum']))
@@ -796,8 +929,10 @@ class MixedConvNN(nn.Module):
         self._RPROP_params.update(DEFAULT_PARAMS['RPROP'], **RPROP)
         self._Adam_params.clear()
         self._Adam_params.update(DEFAULT_PARAMS['Adam'], **Adam)
-        self._CG_params.update(CG)
-        self._LBFGS_params.update(LBFGS)
+        for name in ('CG', 'LBFGS'):
+            params = getattr(self, '_%s_params' % name)
+            params.clear()
+            params.update(checked[name])
 
     def setSGDLR(self, value=0.09):
         self.SGD_LR.set_value(value)
@@ -811,10 +946,10 @@ class MixedConvNN(nn.Module):
         self.global_weightdecay.set_value(value)
 
     def getLR(self, mode='SGD'):
-        """The learning rate of optimiser ``mode`` (``None`` for RPROP, which has none)."""
+        """The learning rate of optimiser ``mode`` (``None`` for RPROP, CG and LBFGS, which have none)."""
         if mode == 'SGD':
             return float(self.SGD_LR)
-        if mode == 'RPROP':
+        if mode in ('RPROP', 'CG', 'LBFGS'):
             return None
         params = getattr(self, '_%s_params' % mode, None)
         if params is None:
@@ -825,8 +960,9 @@ class MixedConvNN(nn.Module):
         """Set the learning rate of optimiser ``mode`` (what LR decay and the console's ``setlr`` use)."""
         if mode == 'SGD':
             self.setSGDLR(value)
-        elif mode == 'RPROP':
-            print('RPROP has no learning rate (it adapts per-element step sizes); LR unchanged')
+        elif mode in ('RPROP', 'CG', 'LBFGS'):
+            print('%s has no learning rate (%s); LR unchanged'
+                  % (mode, 'it adapts per-element step sizes' if mode == 'RPROP' else 'it searches its step sizes'))
         else:
             params = getattr(self, '_%s_params' % mode, None)
             if params is None:
@@ -915,6 +1051,7 @@ class MixedConvNN(nn.Module):
         """
         self.resetMomenta()
         saved, _ = _params.read_parameter_file(myfile)
+        legacy.reorder_flattened_inputs(saved, self._saveable_layers())
         _params.apply_parameters(self._saveable_layers(), saved, path=str(myfile), strict=strict,
                                  n_layers_to_load=n_layers_to_load)
 

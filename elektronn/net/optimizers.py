@@ -15,20 +15,37 @@ Update rules (``g`` gradient, ``wd`` the network's global weight decay):
   ``1 - penalty`` when the gradient's sign flips (``g * g_last < -1e-9``) and by ``1 + gain`` when it
   holds (``> 1e-11``), clipped to ``[1e-7, 2e-3]``; ``p <- p - s * g / (|g| + 1e-6) - wd * p`` with the
   step size from before the adaptation, as in the original.
+* **CG**: nonlinear conjugate gradient, ``n_steps`` backtracking line searches per call on the
+  same batch (see :class:`CG`).
+* **LBFGS**: ``scipy.optimize``'s L-BFGS-B on the flattened parameters (see :class:`LBFGS`).
+
+CG and LBFGS evaluate the loss several times per call. The closure they receive takes a
+``backward`` flag (``closure(backward=False)`` evaluates the loss only), and
+:meth:`~elektronn.net.convnet.MixedConvNN.trainingStep` gives them the same dropout masks at
+every evaluation of one call, so the line searches compare losses of one and the same function.
+Both minimise ``loss + wd / 2 * sum(p ** 2)`` (the L2 penalty whose gradient is the weight decay
+of SGD) and report the plain loss.
 """
+import math
 import time
 
 import numpy as np
 import torch
 
-__all__ = ['SharedScalar', 'SGD', 'Adam', 'RPROP', 'OPTIMIZERS', 'DEFAULT_PARAMS']
+__all__ = ['SharedScalar', 'SGD', 'Adam', 'RPROP', 'CG', 'LBFGS', 'OPTIMIZERS', 'DEFAULT_PARAMS',
+           'check_settings']
 
 #: Per-optimiser defaults used by ``MixedConvNN.setOptimizerParams``.
 DEFAULT_PARAMS = {
     'SGD': dict(LR=0.001, momentum=0.9),
     'RPROP': dict(penalty=0.35, gain=0.2, beta=0.7, initial_update_size=1e-4),
     'Adam': dict(LR=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8),
+    'CG': dict(n_steps=3, alpha=0.35, beta=0.7, max_step=0.02, min_step=8e-5, only_descent=False, show=False),
+    'LBFGS': dict(maxfun=40, maxiter=4, m=10, factr=1e2, pgtol=1e-9, iprint=-1),
 }
+
+#: Extra L-BFGS-B settings accepted besides the defaults' keys (passed on to scipy).
+_LBFGS_EXTRA = ('maxls',)
 
 #: RPROP step sizes after ``resetMomenta`` (the original's constant).
 RPROP_RESET_STEP = 1e-3
@@ -115,8 +132,16 @@ class _Optimizer:
         buffers = self._buffers(key)
         return [buffers[index[id(p)]] for p in params]
 
+    #: Whether ``step`` evaluates the closure more than once and so needs identical dropout masks
+    #: at every evaluation.
+    repeatable_closure = False
+
     def step(self, closure):
-        """Evaluate ``closure`` (forward + backward, returns ``(loss, loss_instance)``) and update."""
+        """Evaluate ``closure`` and update.
+
+        ``closure(backward=True)`` runs forward and backward (setting ``p.grad``) and returns
+        ``(loss, loss_instance)``; ``closure(backward=False)`` only evaluates the loss.
+        """
         loss, instance = closure()
         with torch.no_grad():
             self._update()
@@ -226,4 +251,252 @@ class RPROP(_Optimizer):
             g_last.copy_(g)
 
 
-OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, RPROP)}
+
+def _penalty(params, wd):
+    """``wd / 2 * sum(p ** 2)``: the L2 penalty whose gradient is the weight decay ``wd * p``."""
+    if not wd:
+        return 0.0
+    return 0.5 * wd * float(sum(float(torch.sum(p.detach().double() ** 2)) for p in params))
+
+
+def _gradient_copy(params, wd):
+    """The gradient of loss + penalty: copies of ``p.grad`` (zeros where a parameter got none) plus ``wd * p``."""
+    out = []
+    for p in params:
+        g = torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
+        if wd:
+            g.add_(p.detach(), alpha=wd)
+        out.append(g)
+    return out
+
+
+def _dot(a, b):
+    return float(sum(float(torch.sum(x.double() * y.double())) for x, y in zip(a, b)))
+
+
+class CG(_Optimizer):
+    """Nonlinear conjugate gradient with the original's backtracking line search.
+
+    Settings (``setOptimizerParams(CG={...})``, defaults in :data:`DEFAULT_PARAMS`):
+
+    * ``n_steps``: line searches per call, all on the same batch. The first searches along the
+      negative gradient, later ones along ``-g + coeff * d`` with the Polak-Ribiere coefficient
+      ``coeff = max(0, g.(g - g_last) / g_last.g_last)`` (``only_descent=True``: always ``coeff = 0``).
+    * ``max_step``, ``min_step``, ``beta``: the search tries ``t = max_step, max_step * beta, ...``
+      and never goes below ``min_step``: at most ``int(log(min_step / max_step) / log(beta))``
+      shrinks, so every accepted ``t`` lies in ``[min_step, max_step]``.
+    * ``alpha``: the Armijo constant; ``t`` is accepted when ``f(t) <= f(0) + alpha * t * slope``
+      (``slope = g.d < 0``). The search also stops when the loss rises as ``t`` shrinks, and then
+      keeps the previous, better step (the original kept the worse one; it also kept the last
+      step when ``min_step`` was reached, where this search keeps the better of the last two).
+    * ``show``: print one line per search.
+
+    If a conjugate direction is not a descent direction (``slope >= 0``) the search restarts along
+    the negative gradient (the original skipped the step instead). With a zero gradient the
+    parameters stay put (``t = 0``).
+
+    Every search appends ``[loss, t, coeff, count]`` (``count``: loss evaluations) to
+    ``timeline``, the network's ``CG_timeline``.
+    """
+
+    name = 'CG'
+    repeatable_closure = True
+
+    def __init__(self, params, settings, weight_decay=0.0, timeline=None):
+        super().__init__(params, settings, weight_decay)
+        self.timeline = [] if timeline is None else timeline
+
+    @property
+    def lr(self):
+        return None  # CG chooses its step sizes by line search
+
+    @lr.setter
+    def lr(self, value):
+        print('CG has no learning rate (it chooses its steps by line search); LR unchanged')
+
+    def _set_params(self, origin, direction, t):
+        with torch.no_grad():
+            for p, p0, d in zip(self.params, origin, direction):
+                p.copy_(torch.add(p0, d, alpha=t))
+
+    def _line_search(self, closure, f0, loss0, instance0, direction, slope):
+        max_step, min_step = self._setting('max_step'), self._setting('min_step')
+        beta, alpha = self._setting('beta'), self._setting('alpha')
+        wd = float(self.weight_decay)
+        max_count = max(0, int(math.log(min_step / max_step) / math.log(beta)))
+        origin = [p.detach().clone() for p in self.params]
+
+        def evaluate(t):
+            self._set_params(origin, direction, t)
+            loss, instance = closure(backward=False)
+            return float(loss) + _penalty(self.params, wd), loss, instance
+
+        t = max_step
+        f, loss, instance = evaluate(t)
+        count = 1
+        previous = None
+        for i in range(max_count + 1):
+            if f <= f0 + t * alpha * slope:
+                break
+            if previous is not None and f > previous[0]:
+                # The loss rises as the step shrinks: the longer step before was the better one.
+                f, loss, instance, t = previous
+                self._set_params(origin, direction, t)
+                break
+            if i == max_count:
+                break  # min_step reached
+            previous = (f, loss, instance, t)
+            t *= beta
+            f, loss, instance = evaluate(t)
+            count += 1
+        return loss, instance, t, count
+
+    def step(self, closure):
+        """``n_steps`` line searches on the batch of ``closure``; returns the loss after them."""
+        n_steps = int(self._setting('n_steps'))
+        only_descent = bool(self.settings.get('only_descent', False))
+        show = bool(self.settings.get('show', False))
+        wd = float(self.weight_decay)
+        grad, direction = None, None
+        loss = instance = None
+        for i in range(n_steps):
+            loss0, instance0 = closure()
+            new_grad = _gradient_copy(self.params, wd)
+            coeff = 0.0
+            if grad is not None and not only_descent:
+                denominator = _dot(grad, grad)
+                if denominator > 0:
+                    coeff = max(0.0, _dot(new_grad, [a - b for a, b in zip(new_grad, grad)]) / denominator)
+            grad = new_grad
+            direction = [-g for g in grad] if coeff == 0.0 else [coeff * d - g for d, g in zip(direction, grad)]
+            slope = _dot(grad, direction)
+            if slope >= 0 and coeff != 0.0:
+                coeff = 0.0
+                direction = [-g for g in grad]
+                slope = _dot(grad, direction)
+            if slope < 0:
+                f0 = float(loss0) + _penalty(self.params, wd)
+                loss, instance, t, count = self._line_search(closure, f0, loss0, instance0, direction, slope)
+            else:  # zero gradient: nothing to improve along any direction
+                loss, instance, t, count = loss0, instance0, 0.0, 0
+            entry = [float(loss), float(t), float(coeff), int(count)]
+            self.timeline.append(entry)
+            self.state['last_search'] = tuple(entry)
+            if show:
+                print('CG line search %i/%i: loss %.6g -> %.6g, t=%.3g, coeff=%.3g, %i evaluations'
+                      % (i + 1, n_steps, float(loss0), float(loss), t, coeff, count))
+        for p in self.params:
+            p.grad = None
+        return loss, instance
+
+
+class LBFGS(_Optimizer):
+    """L-BFGS through :func:`scipy.optimize.minimize` (method L-BFGS-B) on the flattened parameters.
+
+    Settings (the original's ``fmin_l_bfgs_b`` keywords; defaults in :data:`DEFAULT_PARAMS`):
+    ``maxfun`` (loss evaluations), ``maxiter`` (iterations), ``m`` (stored corrections),
+    ``factr`` (stop when the relative loss change is below ``factr`` times the machine
+    precision), ``pgtol`` (stop when the largest gradient entry is below it), ``iprint``
+    (``>= 0``: print a line per iteration), ``maxls`` (line-search steps, scipy's default 20).
+
+    Each call runs one optimisation on the given batch; no state carries over between calls.
+    A run that ends abnormally (not by convergence or by its limits) prints ``L-BFGS aborted``
+    with scipy's message.
+    """
+
+    name = 'LBFGS'
+    repeatable_closure = True
+
+    @property
+    def lr(self):
+        return None
+
+    @lr.setter
+    def lr(self, value):
+        print('LBFGS has no learning rate (it chooses its steps by line search); LR unchanged')
+
+    def _get_flat(self):
+        return torch.cat([p.detach().reshape(-1).double().cpu() for p in self.params]).numpy()
+
+    def _set_flat(self, vector):
+        flat = torch.from_numpy(np.asarray(vector, dtype=np.float64))
+        pos = 0
+        with torch.no_grad():
+            for p in self.params:
+                n = p.numel()
+                p.copy_(flat[pos:pos + n].view(p.shape).to(p.device, p.dtype))
+                pos += n
+
+    def _flat_grad(self, wd):
+        return torch.cat([g.reshape(-1).double().cpu() for g in _gradient_copy(self.params, wd)]).numpy()
+
+    def _options(self):
+        s = self.settings
+        options = dict(maxfun=int(s['maxfun']), maxiter=int(s['maxiter']), maxcor=int(s['m']),
+                       ftol=float(s['factr']) * np.finfo(float).eps, gtol=float(s['pgtol']))
+        for key in _LBFGS_EXTRA:
+            if key in s:
+                options[key] = int(s[key])
+        return options
+
+    def step(self, closure):
+        from scipy.optimize import minimize
+
+        wd = float(self.weight_decay)
+        last = {}
+
+        def loss_and_grad(vector):
+            self._set_flat(vector)
+            loss, instance = closure()
+            last.update(x=np.array(vector, copy=True), loss=loss, instance=instance)
+            return float(loss) + _penalty(self.params, wd), self._flat_grad(wd)
+
+        callback = None
+        if int(self.settings.get('iprint', -1)) >= 0:
+            counter = [0]
+
+            def callback(vector):
+                counter[0] += 1
+                print('L-BFGS iteration %i: loss %.6g' % (counter[0], float(last['loss'])))
+
+        result = minimize(loss_and_grad, self._get_flat(), jac=True, method='L-BFGS-B', options=self._options(),
+                          callback=callback)
+        for p in self.params:
+            p.grad = None
+        if result.status not in (0, 1):
+            print('L-BFGS aborted: %s' % (result.message,))
+        self.state['last_result'] = {'status': int(result.status), 'nfev': int(result.nfev), 'nit': int(result.nit)}
+        self._set_flat(result.x)
+        if 'x' in last and np.array_equal(last['x'], result.x):
+            return last['loss'], last['instance']
+        return closure(backward=False)
+
+
+def check_settings(mode, settings):
+    """Validate CG / LBFGS hyper-parameters (names and ranges).
+
+    Raises:
+        ValueError: naming the optimiser, the bad entry and what is accepted.
+    """
+    known = set(DEFAULT_PARAMS[mode]) | (set(_LBFGS_EXTRA) if mode == 'LBFGS' else set())
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ValueError('%s got unknown hyper-parameter(s) %s; known: %s' % (mode, unknown, sorted(known)))
+    if mode == 'CG':
+        s = settings
+        if not (isinstance(s['n_steps'], (int, np.integer)) and s['n_steps'] >= 1):
+            raise ValueError('CG n_steps must be a positive integer, got %r' % (s['n_steps'],))
+        if not 0 < s['beta'] < 1:
+            raise ValueError('CG beta (the step shrink factor) must lie in (0, 1), got %r' % (s['beta'],))
+        if not 0 < s['min_step'] <= s['max_step']:
+            raise ValueError('CG needs 0 < min_step <= max_step, got min_step=%r, max_step=%r'
+                             % (s['min_step'], s['max_step']))
+        if not 0 < s['alpha'] < 1:
+            raise ValueError('CG alpha (the Armijo constant) must lie in (0, 1), got %r' % (s['alpha'],))
+    elif mode == 'LBFGS':
+        for key in ('maxfun', 'maxiter', 'm'):
+            if not (isinstance(settings[key], (int, np.integer)) and settings[key] >= 1):
+                raise ValueError('LBFGS %s must be a positive integer, got %r' % (key, settings[key]))
+
+
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, RPROP, CG, LBFGS)}

@@ -26,7 +26,7 @@ import numpy as np
 from elektronn import __version__
 from elektronn.utils import atomic_path
 
-__all__ = ['save_parameters', 'read_parameter_file', 'apply_parameters', 'FORMAT_NAME']
+__all__ = ['save_parameters', 'save_parameter_entries', 'read_parameter_file', 'apply_parameters', 'FORMAT_NAME']
 
 FORMAT_NAME = 'ELEKTRONN parameters'
 FORMAT_VERSION = 1
@@ -41,18 +41,27 @@ def save_parameters(path, layers, poolings=()):
         layers: Layers (``_Layer`` instances) in network order.
         poolings: The network's pool shapes, stored as a record (as the original did).
     """
+    entries = [dict([('type', type(layer).__name__)] + list(zip(layer.param_names, layer.param_arrays())))
+               for layer in layers]
+    save_parameter_entries(path, entries, poolings)
+
+
+def save_parameter_entries(path, entries, poolings=()):
+    """Write layer dicts ``{'type': name, param_name: array, ...}`` (as :func:`read_parameter_file`
+    returns them) to the HDF5 file ``path`` (atomically)."""
     with atomic_path(path) as tmp:
         with h5py.File(tmp, 'w') as f:
             f.attrs['format'] = FORMAT_NAME
             f.attrs['format_version'] = FORMAT_VERSION
             f.attrs['elektronn_version'] = __version__
             f.attrs['poolings'] = json.dumps([[int(p) for p in np.atleast_1d(pool)] for pool in poolings])
-            for i, layer in enumerate(layers):
+            for i, entry in enumerate(entries):
+                names = [name for name in entry if name != 'type']
                 g = f.create_group('layer%03d' % i)
-                g.attrs['type'] = type(layer).__name__
-                g.attrs['param_names'] = json.dumps(list(layer.param_names))
-                for name, arr in zip(layer.param_names, layer.param_arrays()):
-                    g.create_dataset(name, data=arr)
+                g.attrs['type'] = entry.get('type', '')
+                g.attrs['param_names'] = json.dumps(names)
+                for name in names:
+                    g.create_dataset(name, data=np.asarray(entry[name], dtype=np.float32))
 
 
 def _file_kind(path):
@@ -147,6 +156,53 @@ def _adapt(saved, target_shape, name, layer_index, layer):
     return None
 
 
+def _first_shapes(entries):
+    """Shape of the first parameter of every layer entry (a ``{name: array}`` dict), for the printout."""
+    shapes = []
+    for entry in entries:
+        arrays = [v for k, v in entry.items() if k != 'type']
+        shapes.append(tuple(arrays[0].shape) if arrays else None)
+    return shapes
+
+
+def _apply_strict(layers, saved, path):
+    if len(saved) != len(layers):
+        raise ValueError('%s holds parameters for %i layers, the network has %i (strict loading needs the '
+                         'same architecture; use strict=False to load what fits)' % (path, len(saved), len(layers)))
+    for i, (layer, entry) in enumerate(zip(layers, saved)):
+        for name, current in zip(layer.param_names, layer.param_arrays()):
+            if name not in entry:
+                raise ValueError('%s: layer %i (%s) has no parameter %r in the file'
+                                 % (path, i, type(layer).__name__, name))
+            if entry[name].shape != current.shape:
+                raise ValueError('%s: layer %i (%s) parameter %s has shape %s in the file but %s in the network'
+                                 % (path, i, type(layer).__name__, name, entry[name].shape, current.shape))
+    for layer, entry in zip(layers, saved):
+        for name in layer.param_names:
+            layer.set_param_array(name, entry[name])
+
+
+def _apply_adaptive(layers, saved, path, n_layers_to_load):
+    current = [dict(zip(layer.param_names, layer.param_arrays())) for layer in layers]
+    print('loading(adaptive) from', path)
+    print('Shapes of loaded file are:', _first_shapes(saved))
+    print('Shapes of current Net are:', _first_shapes(current))
+    n_load = len(saved) if n_layers_to_load < 0 else min(n_layers_to_load, len(saved))
+    print('#Layers(sav) =', len(saved), 'loading', n_load)
+    print('#Layers(CNN) =', len(layers))
+    for i, (layer, entry, now) in enumerate(zip(layers[:n_load], saved, current)):
+        for name, value_now in now.items():
+            if name not in entry:
+                print('Load: layer %i has no saved %s, keeping its values' % (i, name))
+                continue
+            value = entry[name]
+            if value.shape != value_now.shape:
+                value = _adapt(value, value_now.shape, name, i, layer)
+            if value is not None:
+                layer.set_param_array(name, value)
+    print('loading complete')
+
+
 def apply_parameters(layers, saved, path='', strict=False, n_layers_to_load=-1):
     """Copy saved parameters (from :func:`read_parameter_file`) into ``layers``.
 
@@ -155,46 +211,12 @@ def apply_parameters(layers, saved, path='', strict=False, n_layers_to_load=-1):
         saved: The saved layer dicts.
         path: File name, for messages.
         strict: Require the same number of layers and exactly matching shapes.
-        n_layers_to_load: Load only the first k layers (all if negative).
+        n_layers_to_load: Load only the first k layers (all if negative; ignored with ``strict``).
 
     Raises:
         ValueError: with ``strict``, naming the first layer and parameter that does not match.
     """
-    def first_shape(names, arrays):
-        return tuple(arrays[0].shape) if len(names) else None
-
-    saved_shapes = [first_shape([n for n in e if n != 'type'], [e[n] for n in e if n != 'type']) for e in saved]
     if strict:
-        if len(saved) != len(layers):
-            raise ValueError('%s holds parameters for %i layers, the network has %i (strict loading needs the '
-                             'same architecture; use strict=False to load what fits)' % (path, len(saved), len(layers)))
-        for i, (layer, entry) in enumerate(zip(layers, saved)):
-            for name, current in zip(layer.param_names, layer.param_arrays()):
-                if name not in entry:
-                    raise ValueError('%s: layer %i (%s) has no parameter %r in the file' % (path, i, type(layer).__name__, name))
-                if entry[name].shape != current.shape:
-                    raise ValueError('%s: layer %i (%s) parameter %s has shape %s in the file but %s in the network'
-                                     % (path, i, type(layer).__name__, name, entry[name].shape, current.shape))
-        for layer, entry in zip(layers, saved):
-            for name in layer.param_names:
-                layer.set_param_array(name, entry[name])
-        return
-
-    print('loading(adaptive) from', path)
-    print('Shapes of loaded file are:', saved_shapes)
-    print('Shapes of current Net are:', [first_shape(layer.param_names, layer.param_arrays()) for layer in layers])
-    n_load = len(saved) if n_layers_to_load < 0 else min(n_layers_to_load, len(saved))
-    print('#Layers(sav) =', len(saved), 'loading', n_load)
-    print('#Layers(CNN) =', len(layers))
-    for i, layer in enumerate(layers[:n_load]):
-        entry = saved[i]
-        for name, current in zip(layer.param_names, layer.param_arrays()):
-            if name not in entry:
-                print('Load: layer %i has no saved %s, keeping its values' % (i, name))
-                continue
-            value = entry[name]
-            if value.shape != current.shape:
-                value = _adapt(value, current.shape, name, i, layer)
-            if value is not None:
-                layer.set_param_array(name, value)
-    print('loading complete')
+        _apply_strict(layers, saved, path)
+    else:
+        _apply_adaptive(layers, saved, path, n_layers_to_load)

@@ -1,0 +1,79 @@
+# ELEKTRONN example: the 3D neuro example on the embedded synthetic EM volume (no download).
+#
+# On first use the data set (3 anisotropic EM-like cubes with barrier labels and 2 preview cubes) is
+# generated into $ELEKTRONN_HOME/synthetic_neuro (default ~/.ELEKTRONN/synthetic_neuro), which takes
+# a few seconds; later runs reuse it. Run
+#
+#     elektronn-train neuro_3d_synthetic_config.py
+#
+# The network is the one of neuro_3d_config.py; the run is short enough for a laptop CPU.
+
+from elektronn.data.synthetic import get_synthetic_neuro_data
+_synthetic = get_synthetic_neuro_data()
+del get_synthetic_neuro_data
+
+### Pipeline setup ###
+save_path = '~/CNN_Training/3D/'
+plot_on = True
+print_status = True
+device = False
+param_save_h = 1.0
+initial_prev_h = 0.02                   # a first preview after about a minute
+prev_save_h = 0.04
+
+### Paths and general ###
+save_name = 'neuro_3d_synthetic'
+overwrite = True
+save_path += save_name + '/'
+param_file = None
+
+### Network architecture (as neuro_3d_config.py) ###
+activation_func = 'relu'
+batch_size = 1
+dropout_rates = []
+n_dim = 3
+desired_input = [127, 127, 7]
+filters = [[4, 4, 1], [3, 3, 1], [3, 3, 3], [3, 3, 3], [2, 2, 1]]
+pool = [[2, 2, 1], [2, 2, 1], [1, 1, 1], [1, 1, 1], [1, 1, 1]]
+nof_filters = [10, 20, 40, 40, 40]
+pooling_mode = 'max'
+MFP = []
+target = 'nll'
+
+### Data general ###
+mode = 'img-img'
+n_lab = 2
+background_processes = 2
+
+### Data images/CNN ###
+data_path = _synthetic
+label_path = _synthetic
+d_files = [('raw_%i.h5' % i, 'raw') for i in range(3)]
+l_files = [('barrier_int16_%i.h5' % i, 'lab') for i in range(3)]
+cube_prios = None
+valid_cubes = [2]
+example_ignore_threshold = 0.0
+grey_augment_channels = [0]
+use_example_weights = False
+flip_data = True
+anisotropic_data = True
+lazy_labels = False
+warp_on = 0.7
+
+### Data preview ###
+preview_data_path = _synthetic + 'preview_cubes.h5'
+preview_kwargs = dict(export_class=1, max_z_pred=5)
+del _synthetic
+
+### Optimisation ###
+n_steps = 10**12
+max_runtime = 5 * 60                    # seconds
+history_freq = [100]
+monitor_batch_size = 10
+weight_decay = 0.0001
+class_weights = None
+label_prop_thresh = None
+optimizer = 'SGD'
+LR_decay = 0.993
+LR_schedule = None
+SGD_params = dict(LR=0.005, momentum=0.9)

@@ -1,0 +1,109 @@
+"""The 3D example configs: original key names, and their data loads into CNNData as the trainer would."""
+import os
+
+import numpy as np
+import pytest
+
+from elektronn.net.netutils import CNNCalculator
+from elektronn.training import CNNData
+from conftest import shared_data_file
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), '..', 'examples')
+
+#: Config names of the original (inventory section 5.3).
+KNOWN_KEYS = {
+    'save_path', 'plot_on', 'print_status', 'device', 'param_save_h', 'initial_prev_h', 'prev_save_h', 'save_name',
+    'overwrite', 'param_file', 'activation_func', 'batch_size', 'dropout_rates', 'n_dim', 'desired_input', 'filters',
+    'pool', 'nof_filters', 'pooling_mode', 'MFP', 'rnn_layer_kwargs', 'MLP_layers', 'target', 'data_path',
+    'label_path', 'd_files', 'l_files', 'cube_prios', 'valid_cubes', 'example_ignore_threshold',
+    'grey_augment_channels', 'use_example_weights', 'flip_data', 'anisotropic_data', 'lazy_labels', 'warp_on',
+    'border_mode', 'pre_process', 'zchxy_order', 'upright_x', 'downsample_xy', 'preview_data_path', 'preview_kwargs',
+    'mode', 'n_lab', 'background_processes', 'data_class_name', 'data_load_kwargs', 'data_batch_kwargs', 'n_steps',
+    'max_runtime', 'history_freq', 'monitor_batch_size', 'weight_decay', 'class_weights', 'label_prop_thresh',
+    'optimizer', 'LR_decay', 'LR_schedule', 'SGD_params', 'SSGD_params', 'RPROP_params', 'Adam_params', 'CG_params',
+    'LBFGS_params'}
+MANDATORY = {'SGD_params', 'batch_size', 'max_runtime', 'monitor_batch_size', 'n_steps', 'n_lab', 'save_name', 'mode',
+             'desired_input', 'filters', 'n_dim', 'nof_filters', 'pool', 'd_files', 'data_path', 'l_files',
+             'label_path'}
+CONFIGS = ['neuro_3d_config.py', 'neuro_3d_synthetic_config.py', 'isbi2012_config.py', 'neuroproof_fib_config.py']
+
+
+def read_config(name):
+    namespace = {}
+    with open(os.path.join(EXAMPLES, name)) as f:
+        exec(compile(f.read(), name, 'exec'), {}, namespace)
+    return namespace
+
+
+def cnndata_from_config(cfg):
+    """Build and fill CNNData the way the training pipeline does (xyz -> zxy, CNNCalculator)."""
+    def zxy(v):
+        return [v[2], v[0], v[1]] if cfg['n_dim'] == 3 and hasattr(v, '__len__') else v
+    calc = CNNCalculator([zxy(f) for f in cfg['filters']], [zxy(p) for p in cfg['pool']], zxy(cfg['desired_input']),
+                         MFP=False, force_center=True, n_dim=cfg['n_dim'])
+    data = CNNData(calc.input, calc.pred_stride, calc.offset, cfg['n_dim'], cfg['n_lab'], cfg['anisotropic_data'],
+                   cfg['mode'], cfg.get('zchxy_order', False), cfg.get('border_mode', 'crop'),
+                   cfg.get('pre_process'), cfg.get('upright_x', False), seed=0)
+    data.addDataFromFile(cfg['data_path'], cfg['label_path'], cfg['d_files'], cfg['l_files'], cfg['cube_prios'],
+                         cfg['valid_cubes'], cfg.get('downsample_xy', False))
+    return data, calc
+
+
+def check_registered_batches(data, calc, source):
+    d, l = data.getbatch(4, source=source, strided=False, flip=True)
+    oz, ox, oy = (int(o) for o in calc.offset)
+    under = d[:, oz:d.shape[1] - oz, 0, ox:d.shape[3] - ox, oy:d.shape[4] - oy]
+    assert under.shape == l.shape
+    assert set(np.unique(l)) <= {0, 1}
+    assert under[l == 1].mean() < under[l == 0].mean() - 0.05   # membranes are dark in every data set
+
+
+@pytest.mark.parametrize('name', CONFIGS)
+def test_configs_use_the_original_keys(name, monkeypatch, tmp_path):
+    from elektronn.data import synthetic
+    monkeypatch.setattr(synthetic, 'get_synthetic_neuro_data', lambda: str(tmp_path) + '/')
+    cfg = read_config(name)
+    assert set(cfg) <= KNOWN_KEYS, sorted(set(cfg) - KNOWN_KEYS)
+    assert MANDATORY <= set(cfg)
+    assert cfg['save_path'].endswith(cfg['save_name'] + '/')
+    assert len(cfg['d_files']) == len(cfg['l_files'])
+
+
+def test_synthetic_config_trains_from_generated_data(monkeypatch, tmp_path):
+    from elektronn.data import synthetic
+    # the default data set, smaller (the cubes still hold the example's 127 x 127 x 7 patches)
+    folder = str(tmp_path) + '/'
+    synthetic.write_dataset(folder, n_cubes=3, shape=(160, 160, 12), label_margin=(16, 16, 3), n_preview=1,
+                            preview_shape=(40, 40, 6), verbose=False)
+    monkeypatch.setattr(synthetic, 'get_synthetic_neuro_data', lambda: folder)
+    cfg = read_config('neuro_3d_synthetic_config.py')
+    assert cfg['data_path'] == folder and cfg['preview_data_path'] == folder + 'preview_cubes.h5'
+    data, calc = cnndata_from_config(cfg)
+    assert calc.input == [7, 127, 127] and data.n_lab == 2
+    assert len(data.train_d) == 2 and len(data.valid_d) == 1
+    d, l = data.getbatch(1, grey_augment_channels=cfg['grey_augment_channels'], flip=cfg['flip_data'])
+    assert d.shape == (1, 7, 1, 127, 127) and l.shape == (1, 3, 25, 25)
+    check_registered_batches(data, calc, 'valid')
+
+
+@pytest.mark.realdata
+def test_isbi_config_loads_same_size_labels_in_zchxy_order(monkeypatch):
+    path = shared_data_file('isbi2012_train.h5')
+    monkeypatch.setenv('ELEKTRONN_SHARED_DATA', os.path.dirname(path))
+    data, calc = cnndata_from_config(read_config('isbi2012_config.py'))
+    assert data.train_d[0].shape == (24, 1, 512, 512) and data.valid_d[0].shape == (6, 1, 512, 512)
+    assert data.train_l[0].shape == (24, 512, 512)
+    d, l = data.getbatch(1)
+    assert d.shape == (1, 6, 1, 127, 127) and l.shape == (1, 2, 25, 25)
+    check_registered_batches(data, calc, 'train')
+    check_registered_batches(data, calc, 'valid')
+
+
+@pytest.mark.realdata
+def test_fib_config_loads_isotropic_data(monkeypatch):
+    path = shared_data_file('neuroproof_fib_sample2.h5')
+    monkeypatch.setenv('ELEKTRONN_SHARED_DATA', os.path.dirname(path))
+    data, calc = cnndata_from_config(read_config('neuroproof_fib_config.py'))
+    assert data.train_d[0].shape == (180, 1, 250, 250) and data.valid_d[0].shape == (70, 1, 250, 250)
+    assert len(data._permutations) == 6
+    check_registered_batches(data, calc, 'valid')
