@@ -305,6 +305,10 @@ class _ArrayUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError('the pickle refers to %s.%s; only NumPy arrays, tuples and lists are loaded'
                                      % (module, name))
 
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError('the pickle refers to a persistent object; only NumPy arrays, tuples and lists '
+                                     'are loaded')
+
 
 def _open_maybe_gzip(path):
     with open(path, 'rb') as f:
