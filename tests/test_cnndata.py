@@ -837,8 +837,11 @@ class StubWarping:
 
 def test_warp_on_calls_the_warping_interface_and_falls_back(tmp_path, monkeypatch):
     import sys
+    import elektronn.training
     stub = StubWarping()
     monkeypatch.setitem(sys.modules, 'elektronn.training.warping', stub)
+    # once the real module was imported, ``from elektronn.training import warping`` finds the attribute
+    monkeypatch.setattr(elektronn.training, 'warping', stub, raising=False)
     d_files, l_files = coded_pair(tmp_path, (32, 30, 16), (26, 24, 12))
     data = load(tmp_path, d_files, l_files, patch_size=(5, 15, 13), stride=1, offset=(1, 3, 2), n_dim=3,
                 n_lab=32767)
@@ -871,7 +874,9 @@ def test_warp_on_calls_the_warping_interface_and_falls_back(tmp_path, monkeypatc
 
 def test_warp_on_without_warping_module_says_so(ok_files, monkeypatch):
     import sys
+    import elektronn.training
     monkeypatch.setitem(sys.modules, 'elektronn.training.warping', None)
+    monkeypatch.delattr(elektronn.training, 'warping', raising=False)
     data = load(ok_files, [('r.h5', 'raw')], [('l.h5', 'lab')], **GEOM)
     data.getbatch(1, warp_on=False)
     with pytest.raises(RuntimeError, match='elektronn.training.warping'):

@@ -29,6 +29,7 @@ from torch import nn
 from elektronn.net import device as _device
 from elektronn.net import legacy, params as _params, targets as _targets
 from elektronn.net.layers.affinity import AffinityLayer3d, MalisLayer
+from elektronn.net.layers.autoencoder import build_tied_chain
 from elektronn.net.layers.conv import ConvLayer2d, ConvLayer3d, _ConvLayer
 from elektronn.net.layers.perceptron import PerceptronLayer
 from elektronn.net.layers.recurrent import RecurrentLayer
@@ -309,24 +310,27 @@ class MixedConvNN(nn.Module):
         dropout = self._enable_dropout and not force_no_dropout
         layer = PerceptronLayer(n_in, n_outputs, activation_func=activation_func, enable_dropout=dropout,
                                 input_noise=0.2 if enable_input_noise else None, W=W, b=b)
-        layer.input_shape = (self._shape[0], n_in)
+        self._add_perceptron(layer, self._output_layers if add_in_output_layers else self.layers)
+        return layer
+
+    def _add_perceptron(self, layer, destination):
+        """Print, cost and append a perceptron layer to ``destination``; unless that is
+        ``_output_layers``, the layer's output becomes the network's current output."""
+        layer.input_shape = (self._shape[0], layer.n_in)
         layer.output_shape = (self._shape[0], layer.output_units)
         layer.output_shape_internal = layer.output_shape
-        print('PerceptronLayer( #Inputs =', n_in, '#Outputs =', layer.n_out, ')')
+        print('PerceptronLayer( #Inputs =', layer.n_in, '#Outputs =', layer.n_out, ')')
         if layer.input_noise:
             print('Input_noise active, p=%s' % layer.input_noise)
-        if dropout:
+        if layer.has_dropout:
             print('Dropout ON')
-        if add_in_output_layers:
-            self._output_layers.append(layer)
-        else:
-            self.layers.append(layer)
+        destination.append(layer)
+        if destination is not self._output_layers:
             self._shape = layer.output_shape
         cost = layer.n_multiplications * self._batch_factor()
         _printOps(cost)
         print('---')
         self.TotalForwardPassCost += cost
-        return layer
 
     def addRecurrentLayer(self, n_hid=None, activation_func='tanh', iterations=None):
         """Add an Elman recurrent layer over the time axis; its output is the last hidden state.
@@ -378,8 +382,55 @@ class MixedConvNN(nn.Module):
 
     def addTiedAutoencoderChain(self, n_layers=None, force_no_dropout=False, activation_func='tanh', input_noise=0.3,
                                 tie_W=True, add_layers_to_network=True):
-        """Mirror the perceptron layers as a tied decoder (not available yet)."""
-        raise NotImplementedError('addTiedAutoencoderChain: tied autoencoders are not available in this version yet')
+        """Add decoder layers that mirror the perceptron layers, deepest first, back to the input size.
+
+        Each decoder uses the transposed weights of its mirror layer (the same tensor: encoder and
+        decoder are updated together) and its own bias; the first decoder adds Gaussian noise of
+        std ``input_noise`` to the code in training steps (a denoising autoencoder). Train it with
+        ``compileOutputFunctions(target='regression')`` and the input as target. The chain is
+        left out of ``saveParameters`` by default, so the saved file holds just the encoder.
+
+        Args:
+            n_layers: Number of layers to mirror: all (``None``, 0 or negative) or, as the chain
+                continues the network, exactly the number of layers.
+            force_no_dropout: No dropout in the decoders even if the network enables dropout.
+            activation_func: Activation of the decoders (no maxout).
+            input_noise: Noise std on the first decoder's input (``None``/0: none).
+            tie_W: Share the encoder weights; ``False`` gives the decoders weights of their own.
+            add_layers_to_network: Append the decoders to ``cnn.layers`` now (as the original
+                examples page); ``False`` keeps them in ``cnn._autoencoder_chains`` until
+                ``compileOutputFunctions`` appends them (as ELEKTRONN 1.0.14). The network is the
+                same either way.
+
+        Returns:
+            The list of decoder layers (:class:`~elektronn.net.layers.autoencoder.TiedDecoderLayer`).
+        """
+        self._check_not_compiled('addTiedAutoencoderChain')
+        if self._autoencoder_chains:
+            raise RuntimeError('addTiedAutoencoderChain: the network already has an autoencoder chain')
+        n_total = len(self.layers)
+        if isinstance(n_layers, bool) or not (n_layers is None or isinstance(n_layers, (int, np.integer))) \
+                or (n_layers or 0) > n_total:
+            raise ValueError('n_layers must be between 1 and the number of layers (%i), got %r' % (n_total, n_layers))
+        n_layers = n_total if n_layers is None or n_layers <= 0 else int(n_layers)
+        if n_layers != n_total:
+            raise NotImplementedError('addTiedAutoencoderChain(n_layers=%i): a chain that branches off below the '
+                                      'deepest of the %i layers is not supported; mirror all layers and build a '
+                                      'classifier from the saved encoder (saveParameters(layers=cnn.layers[0:%i]))'
+                                      % (n_layers, n_total, n_layers))
+        kinds = [type(layer).__name__ for layer in self.layers if not isinstance(layer, PerceptronLayer)]
+        if kinds:
+            raise ValueError('addTiedAutoencoderChain mirrors perceptron layers only; this network also has %s'
+                             % ', '.join(sorted(set(kinds))))
+        dropout = self._enable_dropout and not force_no_dropout
+        chain = build_tied_chain(self.layers[:n_layers], activation_func=activation_func, input_noise=input_noise,
+                                 tie_W=_check_flag(tie_W, 'tie_W'), enable_dropout=dropout)
+        add_now = _check_flag(add_layers_to_network, 'add_layers_to_network')
+        for layer in chain:
+            self._add_perceptron(layer, self.layers if add_now else self._autoencoder_chains)
+        if add_now:
+            self._autoencoder_chains.extend(chain)
+        return chain
 
     # ------------------------------------------------------------------------------------------------
     # Compiling
@@ -414,6 +465,7 @@ class MixedConvNN(nn.Module):
         flags = {name: _check_flag(value, name) for name, value in (
             ('use_class_weights', use_class_weights), ('use_example_weights', use_example_weights),
             ('use_lazy_labels', use_lazy_labels), ('use_label_prop', use_label_prop), ('only_forward', only_forward))}
+        self._append_pending_chain()
         last = self.layers[-1]
         n_out = last.output_shape_internal[1]
         target_obj = _targets.make_target(target, last, n_out, flags)
@@ -421,8 +473,6 @@ class MixedConvNN(nn.Module):
         print('GLOBAL')
         _printOps(self.TotalForwardPassCost)
         self.t_graph = time.time()
-        if not self._compiled and self._autoencoder_chains:
-            self.layers.extend(self._autoencoder_chains)
         self.params = self._unique_parameters()
         self.param_count = int(sum(p.numel() for p in self.params))
         print('Total Count of trainable Parameters:', self.param_count)
@@ -456,6 +506,16 @@ class MixedConvNN(nn.Module):
         print(' Compiling done  - in %.3f s!' % (time.time() - self.t_graph))
         print('-' * 60)
         print('-' * 60)
+
+    def _append_pending_chain(self):
+        """Append an autoencoder chain kept aside (``add_layers_to_network=False``) to the layers."""
+        pending = [layer for layer in self._autoencoder_chains if not any(layer is m for m in self.layers)]
+        if not pending:
+            return
+        if self.layers[-1] is not pending[0].mirror:
+            raise RuntimeError('compileOutputFunctions: layers were added after addTiedAutoencoderChain('
+                               'add_layers_to_network=False); the chain must follow the layers it mirrors')
+        self.layers.extend(pending)
 
     def _unique_parameters(self):
         seen, out = set(), []

@@ -1,0 +1,584 @@
+"""Data classes for non-image and toy data: :class:`Data`, :class:`BalancedData` and :class:`MNISTData`.
+
+Every data class follows the protocol the trainer and the background workers use:
+
+* ``getbatch(batch_size, source='train')`` returns ``(data, labels)`` NumPy arrays; ``'train'``
+  batches come from an epoch-wise random permutation, ``'valid'`` and ``'test'`` batches are the
+  first ``batch_size`` examples of those sets;
+* attributes ``n_lab``, ``n_ch``, ``example_shape``, ``valid_d``/``valid_l`` (may be empty) and
+  ``test_d``/``test_l``;
+* all randomness comes from ``self.rng`` (a ``numpy.random.Generator``); ``reseed(seed)`` replaces
+  it, which the background workers do with an independent seed each. A copy of the object that
+  finds itself in another process without having been reseeded draws fresh entropy, so forked
+  workers never repeat each other's batches.
+
+Switches such as ``data.warp_on`` are plain attributes and may be changed at any time (the
+console forwards such changes to the workers).
+
+A custom data class sets ``train_d``, ``train_l``, ``valid_d``, ``valid_l`` (and optionally
+``test_d``, ``test_l``) and then calls ``Data.__init__``; or passes the arrays to it::
+
+    class MyData(Data):
+        def __init__(self, path):
+            d, l = load_somehow(path)
+            super().__init__(train_d=d[:900], train_l=l[:900], valid_d=d[900:], valid_l=l[900:])
+"""
+import gzip
+import hashlib
+import os
+import pickle
+import sys
+import time
+import urllib.request
+
+import numpy as np
+
+from elektronn.training import warping
+from elektronn.utils import atomic_path
+
+__all__ = ['Data', 'BalancedData', 'MNISTData', 'load_mnist_pickle', 'mnist_cache_path', 'DATA_DIR_ENV']
+
+_SOURCES = ('train', 'valid', 'test')
+
+
+class Data:
+    """Base class of in-memory data sets (examples along the first axis).
+
+    Args:
+        n_lab: Number of classes; by default the number of distinct training labels.
+        train_d, train_l, valid_d, valid_l, test_d, test_l: The data, if not already set as
+            attributes by a subclass. Lists of arrays (e.g. sequences of different length) are
+            accepted as well as arrays.
+        seed: Seed of ``self.rng`` (``None``: fresh entropy).
+
+    Attributes:
+        n_lab, n_ch, example_shape: Number of classes, channels (first axis of an example) and the
+            shape of one example.
+        rng: The ``numpy.random.Generator`` every random choice comes from.
+    """
+
+    def __init__(self, n_lab=None, train_d=None, train_l=None, valid_d=None, valid_l=None, test_d=None, test_l=None,
+                 seed=None):
+        for name, value in (('train_d', train_d), ('train_l', train_l), ('valid_d', valid_d), ('valid_l', valid_l),
+                            ('test_d', test_d), ('test_l', test_l)):
+            if value is not None:
+                setattr(self, name, value)
+        for name in ('train_d', 'train_l'):
+            if getattr(self, name, None) is None:
+                raise ValueError('%s: %s is not set; set train_d/train_l (and valid_d/valid_l) before calling '
+                                 'Data.__init__, or pass them to it' % (type(self).__name__, name))
+        for name in ('valid_d', 'valid_l', 'test_d', 'test_l'):
+            if getattr(self, name, None) is None:
+                setattr(self, name, np.zeros((0,) + tuple(np.shape(self.train_d[0])), np.float32)
+                        if name.endswith('_d') else np.zeros((0,), np.int16))
+        self._training_count = len(self.train_d)
+        if self._training_count != len(self.train_l):
+            raise ValueError('%s: %i training examples but %i training labels'
+                             % (type(self).__name__, self._training_count, len(self.train_l)))
+        if self._training_count == 0:
+            raise ValueError('%s: the training set is empty' % type(self).__name__)
+        if n_lab is None:
+            labels = self.train_l if isinstance(self.train_l, np.ndarray) else np.hstack(
+                [np.ravel(lab) for lab in self.train_l])
+            n_lab = np.unique(labels).size
+        self.n_lab = int(n_lab)
+        self.example_shape = tuple(np.shape(self.train_d[0]))
+        self.n_ch = self.example_shape[0] if self.example_shape else 1
+        print(repr(self))
+        self.reseed(seed)
+
+    # --------------------------------------------------------------------------------------------
+    # Randomness
+    # --------------------------------------------------------------------------------------------
+    def reseed(self, seed=None):
+        """Replace ``self.rng`` by ``numpy.random.default_rng(seed)`` (``None``: fresh entropy) and
+        start a new epoch from it, so that workers reseeded differently also walk the training set
+        in different orders."""
+        self.rng = np.random.default_rng(seed)
+        self._rng_pid = os.getpid()
+        self._pos = 0
+        self._perm = self.rng.permutation(self._training_count)
+
+    def _check_process(self):
+        # A copy in another process that nobody reseeded would repeat the parent's random stream.
+        if getattr(self, '_rng_pid', None) != os.getpid():
+            self.reseed(None)
+
+    # --------------------------------------------------------------------------------------------
+    # Batches
+    # --------------------------------------------------------------------------------------------
+    def __repr__(self):
+        return '%i-class Data Set: #training examples: %i and #validing: %i' % (self.n_lab, self._training_count,
+                                                                                 len(self.valid_d))
+
+    def _check_batch_args(self, batch_size, source):
+        if source not in _SOURCES:
+            raise ValueError("source must be 'train', 'valid' or 'test', got %r" % (source,))
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError('batch_size must be a positive integer, got %r' % (batch_size,))
+
+    def _next_train_indices(self, batch_size):
+        """Indices of the next training batch: consecutive slices of a random permutation, redrawn when
+        its rest cannot fill a batch (every example is drawn at most once per epoch)."""
+        self._check_process()
+        if self._pos + batch_size <= self._training_count:
+            self._pos += batch_size
+            return self._perm[self._pos - batch_size:self._pos]
+        self._perm = self.rng.permutation(self._training_count)
+        self._pos = batch_size
+        return self._perm[:batch_size]
+
+    @staticmethod
+    def _take(data, labels, index):
+        """``data[index], labels[index]`` for arrays; for lists, stacked arrays if the examples have
+        one shape and lists otherwise (e.g. sequences of different length)."""
+        if isinstance(data, np.ndarray):
+            return data[index], np.asarray(labels)[index]
+
+        def gather(items):
+            items = [items[i] for i in index]
+            return np.stack(items) if len({np.shape(x) for x in items}) == 1 else items
+        return gather(data), gather(labels)
+
+    def getbatch(self, batch_size, source='train'):
+        """A batch ``(data, labels)``.
+
+        Args:
+            batch_size: Number of examples.
+            source: ``'train'`` (random, each example once per epoch), ``'valid'`` or ``'test'``
+                (the first ``batch_size`` examples). A set smaller than ``batch_size`` is returned
+                whole (the training set shuffled), as the trainer's monitoring expects.
+        """
+        self._check_batch_args(batch_size, source)
+        if source == 'train':
+            return self._take(self.train_d, self.train_l, self._next_train_indices(batch_size))
+        data, labels = (self.valid_d, self.valid_l) if source == 'valid' else (self.test_d, self.test_l)
+        return data[:batch_size], labels[:batch_size]
+
+    # --------------------------------------------------------------------------------------------
+    # Splits and subsets
+    # --------------------------------------------------------------------------------------------
+    def createSplitPerm(self, size, subset_ratio=0.8, seed=None):
+        """The first ``subset_ratio`` of a random permutation of ``range(size)`` (seeded if ``seed``)."""
+        rng = self.rng if seed is None else np.random.default_rng(seed)
+        return rng.permutation(size)[:int(size * subset_ratio)]
+
+    def createCVSplit(self, data, label, n_folds=3, use_fold=2, shuffle=False, random_state=None):
+        """Use fold ``use_fold`` of an ``n_folds``-fold split of ``data``/``label`` as validation set.
+
+        Folds are contiguous (the first ``len(data) % n_folds`` folds one example larger) unless
+        ``shuffle``, which permutes first with ``random_state`` as seed — as scikit-learn's KFold.
+        """
+        if not 0 <= use_fold < n_folds:
+            raise ValueError('use_fold must lie in [0, n_folds), got use_fold=%r, n_folds=%r' % (use_fold, n_folds))
+        n = len(data)
+        order = np.random.default_rng(random_state).permutation(n) if shuffle else np.arange(n)
+        sizes = np.full(n_folds, n // n_folds)
+        sizes[:n % n_folds] += 1
+        start = int(sizes[:use_fold].sum())
+        valid_i = order[start:start + sizes[use_fold]]
+        train_i = np.concatenate([order[:start], order[start + sizes[use_fold]:]])
+        self.valid_d, self.valid_l = data[valid_i], label[valid_i]
+        self.train_d, self.train_l = data[train_i], label[train_i]
+
+    def splitData(self, data, label, valid_size, split_no=0):
+        """Random split (seeded by ``split_no``) into ``valid_size`` validation and the rest training examples."""
+        perm = np.random.default_rng(split_no).permutation(len(data))
+        self.valid_d, self.valid_l = data[perm[:valid_size]], label[perm[:valid_size]]
+        self.train_d, self.train_l = data[perm[valid_size:]], label[perm[valid_size:]]
+
+    def makeExampleSubset(self, subset_ratio=0.8, seed=None):
+        """Keep a random ``subset_ratio`` of the training examples."""
+        ix = self.createSplitPerm(len(self.train_d), subset_ratio, seed)
+        self.train_d, self.train_l = self.train_d[ix], self.train_l[ix]
+        self._training_count = len(self.train_d)
+        self._pos = 0
+        self._perm = self.rng.permutation(self._training_count)
+
+    def makeFeatureSubset(self, subset_ratio=0.8, seed=None):
+        """Keep a random ``subset_ratio`` of the features (axis 1) in all sets."""
+        ix = self.createSplitPerm(self.train_d.shape[1], subset_ratio, seed)
+        self.train_d = self.train_d[:, ix]
+        self.valid_d = self.valid_d[:, ix]
+        self.test_d = self.test_d[:, ix]
+        self.example_shape = tuple(self.train_d.shape[1:])
+
+
+class BalancedData(Data):
+    """:class:`Data` that can also draw class-balanced training batches (``getbatch(..., balanced=True)``).
+
+    A balanced batch holds ``batch_size // n_lab`` examples of every class (the remainder goes to
+    randomly chosen classes), each class walking through its own epoch-wise permutation. Classes
+    are numbered ``0 .. n_lab - 1``.
+    """
+
+    def reseed(self, seed=None):
+        super().reseed(seed)
+        self._b_index = None  # class permutations are redrawn from the new generator
+
+    def getbatch(self, batch_size, source='train', balanced=False):
+        if balanced:
+            if source != 'train':
+                raise ValueError("balanced batches are drawn from the training set only, got source=%r" % (source,))
+            return self.getbatch_balanced(batch_size)
+        return super().getbatch(batch_size, source=source)
+
+    def _init_balanced(self):
+        labels = np.asarray(self.train_l)
+        self._b_index = [np.flatnonzero(labels == k) for k in range(self.n_lab)]
+        empty = [k for k, ix in enumerate(self._b_index) if len(ix) == 0]
+        if empty:
+            raise ValueError('balanced batches need training examples of every class 0..%i; none of class(es) %s'
+                             % (self.n_lab - 1, empty))
+        self._b_perm = [self.rng.permutation(len(ix)) for ix in self._b_index]
+        self._b_pos = [0] * self.n_lab
+
+    def _class_indices(self, k, n):
+        out = []
+        while n > 0:
+            perm, pos = self._b_perm[k], self._b_pos[k]
+            take = min(n, len(perm) - pos)
+            out.append(self._b_index[k][perm[pos:pos + take]])
+            self._b_pos[k] = pos + take
+            n -= take
+            if self._b_pos[k] == len(perm):
+                self._b_perm[k] = self.rng.permutation(len(perm))
+                self._b_pos[k] = 0
+        return np.concatenate(out) if out else np.zeros(0, np.intp)
+
+    def getbatch_balanced(self, batch_size):
+        """A training batch with (as nearly as possible) the same number of examples per class."""
+        self._check_batch_args(batch_size, 'train')
+        self._check_process()
+        if self._b_index is None:
+            self._init_balanced()
+        counts = np.full(self.n_lab, batch_size // self.n_lab)
+        counts[self.rng.choice(self.n_lab, batch_size % self.n_lab, replace=False)] += 1
+        index = np.concatenate([self._class_indices(k, int(c)) for k, c in enumerate(counts)])
+        return self._take(self.train_d, self.train_l, index)
+
+
+# ------------------------------------------------------------------------------------------------
+# MNIST
+# ------------------------------------------------------------------------------------------------
+#: Environment variable naming the folder where downloaded data sets are cached.
+DATA_DIR_ENV = 'ELEKTRONN_DATA_DIR'
+
+#: Where ``MNISTData(path=None)`` downloads from, in this order.
+MNIST_URLS = (
+    'http://www.elektronn.org/downloads/mnist.pkl.gz',
+    'http://deeplearning.net/data/mnist/mnist.pkl.gz',
+    'https://github.com/mnielsen/neural-networks-and-deep-learning/raw/master/data/mnist.pkl.gz',
+)
+
+#: SHA-256 of the decoded arrays (see :func:`mnist_checksum`): the classic deeplearning.net data.
+#: Checking the arrays rather than the file accepts every copy of the same data (gzip level, pickle
+#: protocol and Python 2/3 origin change the file's bytes, not the arrays).
+MNIST_SHA256 = 'd70fcb5813e7caf5aa503988c81d6ed50dd999f58bed10b6cc81437bcbc1eaa4'
+
+_MNIST_FILE = 'mnist.pkl.gz'
+
+# The globals a pickle of NumPy arrays needs (NumPy 1.x and 2.x module paths). Tuples and lists
+# are built by pickle opcodes and need no globals.
+_SAFE_GLOBALS = {
+    ('numpy', 'ndarray'), ('numpy', 'dtype'),
+    ('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
+    ('numpy.core.numeric', '_frombuffer'), ('numpy._core.numeric', '_frombuffer'),
+}
+
+
+def _latin1_encode(text, encoding='latin1', errors='strict'):
+    """``_codecs.encode`` as Python 3 pickles of ``bytes`` use it, restricted to latin-1."""
+    if encoding.replace('-', '').lower() not in ('latin1', 'iso88591') or not isinstance(text, str):
+        raise pickle.UnpicklingError('refusing _codecs.encode with encoding %r' % (encoding,))
+    return text.encode('latin1', errors)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """An unpickler that builds NumPy arrays, tuples and lists and refuses every other object."""
+
+    def find_class(self, module, name):
+        if (module, name) in _SAFE_GLOBALS:
+            return super().find_class(module, name)
+        if (module, name) == ('_codecs', 'encode'):
+            return _latin1_encode
+        raise pickle.UnpicklingError('the pickle refers to %s.%s; only NumPy arrays, tuples and lists are loaded'
+                                     % (module, name))
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError('the pickle refers to a persistent object; only NumPy arrays, tuples and lists '
+                                     'are loaded')
+
+
+def _open_maybe_gzip(path):
+    with open(path, 'rb') as f:
+        magic = f.read(2)
+    return gzip.open(path, 'rb') if magic == b'\x1f\x8b' else open(path, 'rb')
+
+
+def _mnist_help(path):
+    return ('Put the classic mnist.pkl.gz (a gzip\'d pickle of ((train_x, train_y), (valid_x, valid_y), '
+            '(test_x, test_y)), e.g. from %s) at %s, or pass MNISTData(path=...).'
+            % (MNIST_URLS[0], path if path else mnist_cache_path()))
+
+
+def load_mnist_pickle(path):
+    """Read an MNIST-format pickle (gzip'd or plain) safely.
+
+    Only NumPy arrays, tuples and lists are admitted (Python 2 pickles are read with
+    ``encoding='latin1'``); a pickle that refers to anything else is refused before it can run.
+
+    Returns:
+        ``((train_d, train_l), (valid_d, valid_l), (test_d, test_l))`` with data ``(N, features)``
+        (or ``(N, 1, n, n)``) and labels ``(N,)``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file is corrupt, not an MNIST-format pickle or refers to other objects.
+    """
+    path = os.path.expanduser(os.fspath(path))
+    if not os.path.isfile(path):
+        raise FileNotFoundError('MNIST data file %r does not exist. %s' % (path, _mnist_help(path)))
+    try:
+        with _open_maybe_gzip(path) as f:
+            sets = _ArrayUnpickler(f, encoding='latin1').load()
+    except pickle.UnpicklingError as e:
+        raise ValueError('%r cannot be loaded as MNIST data: %s. %s' % (path, e, _mnist_help(path))) from None
+    except (EOFError, OSError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+        raise ValueError('%r is not a readable MNIST pickle (corrupt or truncated?): %s: %s. %s'
+                         % (path, type(e).__name__, e, _mnist_help(path))) from None
+    _check_mnist_structure(sets, path)
+    return tuple((np.asarray(d), np.asarray(l)) for d, l in sets)
+
+
+def _check_mnist_structure(sets, path):
+    def bad(why):
+        return ValueError('%r is not MNIST-format data: %s. %s' % (path, why, _mnist_help(path)))
+
+    if not isinstance(sets, (tuple, list)) or len(sets) != 3:
+        raise bad('expected a 3-tuple (train, valid, test), got %s' % type(sets).__name__)
+    for name, pair in zip(_SOURCES, sets):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise bad('the %s set must be a pair (data, labels)' % name)
+        d, l = pair
+        if not isinstance(d, np.ndarray) or not isinstance(l, np.ndarray):
+            raise bad('the %s set must hold NumPy arrays' % name)
+        if d.dtype.kind not in 'fiu' or l.dtype.kind not in 'iu':
+            raise bad('the %s set has dtypes %s/%s (need numeric data and integer labels)' % (name, d.dtype, l.dtype))
+        if d.ndim < 2 or l.ndim != 1 or len(d) != len(l):
+            raise bad('the %s set has data %s and labels %s (need (N, features) and (N,))' % (name, d.shape, l.shape))
+
+
+def mnist_checksum(sets):
+    """SHA-256 over the arrays of an MNIST-format tuple (data as float32, labels as int64, with shapes)."""
+    h = hashlib.sha256()
+    for d, l in sets:
+        for arr, dtype in ((d, '<f4'), (l, '<i8')):
+            arr = np.ascontiguousarray(arr, dtype=dtype)
+            h.update(repr(arr.shape).encode())
+            h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def mnist_cache_path():
+    """Where ``MNISTData(path=None)`` keeps ``mnist.pkl.gz``.
+
+    ``$ELEKTRONN_DATA_DIR`` if set, else ``~/.ELEKTRONN`` (``%APPDATA%\\ELEKTRONN`` on Windows), as
+    the original.
+    """
+    folder = os.environ.get(DATA_DIR_ENV)
+    if not folder:
+        if os.name == 'nt' and os.environ.get('APPDATA'):
+            folder = os.path.join(os.environ['APPDATA'], 'ELEKTRONN')
+        else:
+            folder = os.path.join(os.path.expanduser('~'), '.ELEKTRONN')
+    return os.path.join(os.path.expanduser(folder), _MNIST_FILE)
+
+
+#: The opener used for downloads (tests replace it).
+_urlopen = urllib.request.urlopen
+
+
+def _progress(done, total, t0, name):
+    rate = done / max(time.time() - t0, 1e-6)
+    if total:
+        eta = (total - done) / rate if rate > 0 else float('inf')
+        line = '\rDownloading %s: %3.0f%% %.1f/%.1f MB, %.1f MB/s, ETA %.0f s  ' % (
+            name, 100.0 * done / total, done / 1e6, total / 1e6, rate / 1e6, eta)
+    else:
+        line = '\rDownloading %s: %.1f MB, %.1f MB/s  ' % (name, done / 1e6, rate / 1e6)
+    sys.stdout.write(line)
+    sys.stdout.flush()
+
+
+def _download(url, f, timeout=60, chunk=1 << 20):
+    """Copy ``url`` into the open file ``f``, showing a progress line."""
+    with _urlopen(url, timeout=timeout) as response:
+        total = int(response.headers.get('Content-Length') or 0) if getattr(response, 'headers', None) else 0
+        done, t0, last = 0, time.time(), 0.0
+        while True:
+            block = response.read(chunk)
+            if not block:
+                break
+            f.write(block)
+            done += len(block)
+            if time.time() - last > 0.2:
+                _progress(done, total, t0, os.path.basename(url))
+                last = time.time()
+        _progress(done, total, t0, os.path.basename(url))
+        sys.stdout.write('\n')
+    if total and done != total:
+        raise OSError('download incomplete: %i of %i bytes' % (done, total))
+
+
+def download_mnist(dest=None, urls=MNIST_URLS):
+    """Download MNIST to ``dest`` (default :func:`mnist_cache_path`), verifying its checksum.
+
+    The file is written under a temporary name and moved into place only after it loaded and
+    its arrays matched :data:`MNIST_SHA256`.
+
+    Returns:
+        The loaded sets, as :func:`load_mnist_pickle`.
+
+    Raises:
+        RuntimeError: no URL gave valid data (offline, moved, corrupt); the message lists the
+            attempts and says where to put the file by hand.
+    """
+    dest = dest or mnist_cache_path()
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    errors = []
+    for url in urls:
+        print('Downloading mnist data from')
+        print(url)
+        try:
+            with atomic_path(dest) as tmp:  # moved onto dest only if the block succeeds
+                with open(tmp, 'wb') as f:
+                    _download(url, f)
+                sets = load_mnist_pickle(tmp)
+                checksum = mnist_checksum(sets)
+                if checksum != MNIST_SHA256:
+                    raise ValueError('checksum mismatch (got %s, expected %s)' % (checksum, MNIST_SHA256))
+            print('Saving data to %s' % (dest,))
+            return sets
+        except Exception as e:  # any failure: try the next mirror, report all at the end
+            errors.append('%s: %s: %s' % (url, type(e).__name__, e))
+    raise RuntimeError('Could not download MNIST (offline, or the mirrors moved):\n  %s\nDownload mnist.pkl.gz by '
+                       'hand and put it at %s (or set %s to its folder), or pass MNISTData(path=...).'
+                       % ('\n  '.join(errors), dest, DATA_DIR_ENV))
+
+
+class MNISTData(Data):
+    """MNIST digits (the classic ``mnist.pkl.gz``: 50 000 training, 10 000 validation, 10 000 test images).
+
+    Args:
+        path: The pickle (gzip'd or plain, ``~`` expanded). ``None`` uses the cached copy
+            (:func:`mnist_cache_path`) and downloads it there if it is missing.
+        convert2image: Batches and ``*_d`` arrays as images ``(N, 1, 28, 28)`` (or 26x26); with
+            ``False`` as flat vectors ``(N, 784)`` (or 676).
+        warp_on: Warp training batches (random shear, rotation, scale and stretch per image);
+            validation and test batches are never warped. May be switched at any time.
+        shift_augment: Crop valid/test images to the central 26x26 and replace the training set by
+            all four 26x26 crops of each image (offsets ``{0, 1}^2``): 200 000 examples.
+        center: Subtract each set's mean pixel value.
+        seed: Seed of ``self.rng`` (``None``: fresh entropy).
+
+    Prints ``10-class Data Set: #training examples: 200000 and #validing: 10000`` and
+    ``MNIST data is converted/augmented to shape (1, 26, 26)`` as the original.
+    """
+
+    #: Warp ranges per image at amount 1 (the original's MNIST settings): degrees and fractions.
+    WARP_ROT, WARP_SHEAR, WARP_SCALE, WARP_STRETCH = 5.0, 7.0, 0.15, 0.25
+
+    def __init__(self, path=None, convert2image=True, warp_on=False, shift_augment=True, center=True, seed=None):
+        if path is None:
+            sets = self.download()
+        else:
+            sets = load_mnist_pickle(path)
+        (train_d, train_l), (valid_d, valid_l), (test_d, test_l) = sets
+        self.warp_on = warp_on
+        self.shift_augment = bool(shift_augment)
+        self.return_flat = not convert2image
+        train_l, valid_l, test_l = (np.asarray(l).astype(np.int16) for l in (train_l, valid_l, test_l))
+        train_d, valid_d, test_d = (np.asarray(d, dtype=np.float32) for d in (train_d, valid_d, test_d))
+        self._background = 0.0
+        if center:
+            # The training mean becomes the warp's fill value: warped-in borders look like background.
+            self._background = -float(train_d.mean())
+            train_d, valid_d, test_d = (d - d.mean(dtype=np.float64).astype(np.float32) for d in
+                                        (train_d, valid_d, test_d))
+        train_d, valid_d, test_d = (self._as_images(d) for d in (train_d, valid_d, test_d))
+        if self.shift_augment:
+            valid_d, test_d = valid_d[:, :, 1:-1, 1:-1], test_d[:, :, 1:-1, 1:-1]
+            train_d, train_l = self._shift_crops(train_d, train_l)
+        if self.return_flat:
+            train_d, valid_d, test_d = (np.ascontiguousarray(d.reshape(len(d), -1)) for d in (train_d, valid_d, test_d))
+        else:
+            valid_d, test_d = np.ascontiguousarray(valid_d), np.ascontiguousarray(test_d)
+        super().__init__(train_d=train_d, train_l=train_l, valid_d=valid_d, valid_l=valid_l, test_d=test_d,
+                         test_l=test_l, seed=seed)
+        if self.return_flat:  # as the original: a plain int for vectors, and the one grey channel
+            side = int(round(np.sqrt(self.train_d.shape[1])))
+            self._image_shape = (1, side, side)
+            self.example_shape = int(self.train_d.shape[1])
+            self.n_ch = 1
+        else:
+            self._image_shape = self.example_shape
+        print('MNIST data is converted/augmented to shape', self.example_shape)
+
+    @staticmethod
+    def download():
+        """The cached MNIST sets, downloaded first if missing (see :func:`mnist_cache_path`)."""
+        dest = mnist_cache_path()
+        if os.path.exists(dest):
+            print('Found existing mnist data')
+            return load_mnist_pickle(dest)
+        return download_mnist(dest)
+
+    @staticmethod
+    def _as_images(d):
+        n = int(round(np.sqrt(d[0].size)))
+        if n * n != d[0].size:
+            raise ValueError('MNIST examples must be square images, got %i values per example' % d[0].size)
+        return d.reshape(len(d), 1, n, n)
+
+    @staticmethod
+    def _shift_crops(data, labels, crop=2):
+        """``crop**2`` shifted ``(n - crop)``-sized crops of every image (offsets ``0 .. crop - 1`` per axis,
+        stacked crop by crop), as the original's ``_augmentMNIST(crop=2, factor=4)``."""
+        size = data.shape[-1] - crop
+        crops = [data[:, :, i:i + size, j:j + size] for i in range(crop) for j in range(crop)]
+        return np.concatenate(crops), np.tile(labels, len(crops))
+
+    def getbatch(self, batch_size, source='train'):
+        """A batch ``(data, labels)``; training batches are warped when ``warp_on`` (True, or a
+        probability in (0, 1))."""
+        data, labels = super().getbatch(batch_size, source)
+        if source == 'train' and self._warp_this_batch():
+            flat = data.ndim == 2
+            images = data.reshape((len(data),) + self._image_shape) if flat else data
+            images = self.warpAugment(images)
+            data = images.reshape(data.shape) if flat else images
+        return data, labels
+
+    def _warp_this_batch(self):
+        w = self.warp_on
+        if isinstance(w, (bool, np.bool_)) or w in (0, 1):
+            return bool(w)
+        if not 0 < w < 1:
+            raise ValueError('warp_on must be True/False or a probability in (0, 1), got %r' % (w,))
+        return self.rng.random() < w
+
+    def warpAugment(self, images, amount=1.0):
+        """Warp a batch ``(n, 1, x, y)``, every image with its own random parameters.
+
+        Per image: rotation ``U(-5, 5)`` and shear ``U(-7, 7)`` degrees, scale ``U(1, 1.15)`` for
+        x and y, stretch ``U(-0.25, 0.25)`` twice (maxima times ``amount``). Pixels warped in from
+        outside read the background value.
+        """
+        n = len(images)
+        rng = self.rng
+        return warping.warp2dBatch(images, rng.uniform(-1, 1, n) * self.WARP_ROT * amount,
+                                   rng.uniform(-1, 1, n) * self.WARP_SHEAR * amount,
+                                   1 + rng.uniform(0, 1, (n, 2)) * self.WARP_SCALE * amount,
+                                   rng.uniform(-1, 1, (n, 2)) * self.WARP_STRETCH * amount,
+                                   fill=self._background)
