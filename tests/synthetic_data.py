@@ -1,0 +1,63 @@
+"""Small, seeded data classes following the data protocol, for the pipeline tests.
+
+``BlobData``: 1-channel images with a bright blob; the class is the half (left/right) it lies in.
+With ``flat=True`` the examples are vectors (for 'vect-scalar'). ``warp_on`` is a plain attribute
+(as in MNISTData): while on, training batches are randomly mirrored and shifted. Every training
+batch appends ``<pid> <warp_on>`` to ``log_path`` when given, so tests can see what each worker
+process used. ``fail_in_worker_after`` makes ``getbatch`` raise in a process other than the one
+that created the object, after that many batches.
+"""
+import os
+
+import numpy as np
+
+
+class BlobData:
+    def __init__(self, n_train=400, n_valid=100, n_test=100, size=12, warp_on=False, flat=False, log_path=None,
+                 fail_in_worker_after=None, seed=0):
+        self.rng = np.random.default_rng(seed)
+        self.size = size
+        self.flat = flat
+        self.warp_on = warp_on
+        self.log_path = log_path
+        self.fail_in_worker_after = fail_in_worker_after
+        self._creator = os.getpid()
+        self._count = 0
+        self.train_d, self.train_l = self._make(n_train)
+        self.valid_d, self.valid_l = self._make(n_valid)
+        self.test_d, self.test_l = self._make(n_test)
+        self.n_lab = 2
+        self.example_shape = self.train_d.shape[1:]
+        self.n_ch = self.example_shape[0]
+
+    def _make(self, n):
+        s = self.size
+        d = self.rng.normal(0, 0.3, (n, 1, s, s)).astype(np.float32)
+        labels = self.rng.integers(0, 2, n).astype(np.int16)
+        for k, lab in enumerate(labels):
+            x = self.rng.integers(1, s - 2)
+            y = self.rng.integers(1, s // 2 - 2) + (s // 2 if lab else 0)
+            d[k, 0, x - 1:x + 2, y - 1:y + 2] += 2.0
+        if self.flat:
+            d = d.reshape(n, -1)
+        return d, labels
+
+    def reseed(self, seed):
+        self.rng = np.random.default_rng(seed)
+
+    def getbatch(self, batch_size, source='train'):
+        if source == 'train':
+            self._count += 1
+            if (self.fail_in_worker_after is not None and os.getpid() != self._creator
+                    and self._count > self.fail_in_worker_after):
+                raise RuntimeError('synthetic failure in batch %i' % self._count)
+            idx = self.rng.integers(0, len(self.train_d), batch_size)
+            d, lab = self.train_d[idx].copy(), self.train_l[idx]
+            if self.warp_on and not self.flat:
+                d = np.roll(d, self.rng.integers(-1, 2), axis=2)
+            if self.log_path:
+                with open(self.log_path, 'a') as f:
+                    f.write('%i %s\n' % (os.getpid(), bool(self.warp_on)))
+            return d, lab
+        d, lab = getattr(self, source + '_d'), getattr(self, source + '_l')
+        return d[:batch_size], lab[:batch_size]
