@@ -61,3 +61,28 @@ class BlobData:
             return d, lab
         d, lab = getattr(self, source + '_d'), getattr(self, source + '_l')
         return d[:batch_size], lab[:batch_size]
+
+
+class ProbeData:
+    """Batches that report who made them: ``(first random draw, [pid], [value of self.flag])``."""
+
+    def __init__(self, flag=0, fail_after=None, delay=0.0):
+        self.rng = np.random.default_rng(0)
+        self.flag = flag
+        self.fail_after = fail_after
+        self.delay = delay
+        self.n_lab, self.n_ch, self.example_shape = 2, 1, (1,)
+        self.valid_d, self.valid_l = [], []
+        self._count = 0
+
+    def reseed(self, seed):
+        self.rng = np.random.default_rng(seed)
+
+    def getbatch(self, batch_size, source='train'):
+        import time
+        self._count += 1
+        if self.fail_after is not None and self._count > self.fail_after:
+            raise ValueError('probe failure after %i batches' % self.fail_after)
+        if self.delay:
+            time.sleep(self.delay)
+        return self.rng.random(batch_size), np.array([os.getpid()]), np.array([self.flag])
