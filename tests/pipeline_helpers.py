@@ -18,6 +18,7 @@ def write_config(folder, name='cfg.py', base=BLOB_CNN, lines=(), **values):
     settings = dict(base)
     settings.setdefault('save_path', os.path.join(str(folder), 'run', ''))
     settings.update(values)
+    os.makedirs(str(folder), exist_ok=True)
     path = os.path.join(str(folder), name)
     with open(path, 'w') as f:
         for key, value in settings.items():
