@@ -39,6 +39,7 @@ setup(
         'docs': ['sphinx>=7'],
     },
     entry_points={'console_scripts': [
+        'elektronn-train = elektronn.cli.train:main',
     ]},
     classifiers=[
         'Programming Language :: Python :: 3',

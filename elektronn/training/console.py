@@ -210,14 +210,16 @@ class Console:
 
     def _python(self, line, namespace):
         try:
-            try:
-                code = compile(line, '<console>', 'eval')
-            except SyntaxError:
-                exec(compile(line, '<console>', 'exec'), namespace)
-            else:
+            code, is_expression = compile(line, '<console>', 'eval'), True
+        except SyntaxError:
+            code, is_expression = None, False
+        try:
+            if is_expression:
                 value = eval(code, namespace)
                 if value is not None:
                     print(repr(value))
+            else:
+                exec(compile(line, '<console>', 'exec'), namespace)
         except Exception:
             etype, value, tb = sys.exc_info()
             tb = tb.tb_next  # hide this frame: show the user's code and what it called

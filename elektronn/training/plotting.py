@@ -293,7 +293,7 @@ def plot_filters(cnn, path, layer=0):
     if W.ndim < 4:
         raise ValueError('layer %i is not a conv layer (weights of shape %s)' % (layer, W.shape))
     filters = W[:, 0]
-    if filters.ndim == 3:
+    if filters.ndim == 4:  # 3D filters (nof, z, x, y)
         filters = filters[:, filters.shape[1] // 2]
     n = len(filters)
     cols = int(np.ceil(np.sqrt(n)))
