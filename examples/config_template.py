@@ -6,8 +6,8 @@
 # Shapes are given in (x, y) / (x, y, z) order.
 
 ### Pipeline setup ###
-# (*) Save directory of the run, used verbatim (config files append the run name themselves, see
-# below). Without any setting it is '~/CNN_Training/<save_name>/'.
+# (*) Save directory of the run, used verbatim: config files append the run name themselves
+# (save_path += save_name + '/'). When no file sets it: '~/CNN_Training/<save_name>/'.
 save_path = '~/CNN_Training/'
 # Plot the training progress (PNG files in the save directory) at every history step.
 plot_on = True

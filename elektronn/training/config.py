@@ -353,8 +353,8 @@ _S_HYPER = 'Optimiser hyper-parameters'
 #: for special cases), meaning, and the check its value must pass.
 MASTER_PARAMS = (
     _p('save_path', DEFAULT_SAVE_ROOT + 'Test/', _S_SETUP, '*',
-       "Save directory of the run, used verbatim (config files append the run name themselves, see "
-       "below). Without any setting it is '~/CNN_Training/<save_name>/'.", _str,
+       "Save directory of the run, used verbatim: config files append the run name themselves "
+       "(save_path += save_name + '/'). When no file sets it: '~/CNN_Training/<save_name>/'.", _str,
        template_value=repr(DEFAULT_SAVE_ROOT)),
     _p('plot_on', True, _S_SETUP, '', 'Plot the training progress (PNG files in the save directory) at every '
        'history step.', _bool),
