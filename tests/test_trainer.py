@@ -78,6 +78,10 @@ def test_a_run_writes_all_outputs(tmp_path, capsys):
     backup = set(os.listdir(os.path.join(t.save_path, 'Backup')))
     assert {'config.py', 'blob.history.npy', 'blob.timeline.npy', 'blob.errors.npy', 'blob.CGtimeline.npy'} <= backup
     assert not [n for n in names | backup if n.endswith('.tmp') or n.startswith('.')]  # atomic writes finished
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ('blob-LAST.param', 'blob.history.csv', 'blob.Errors.png'):  # not private temp-file modes
+        assert os.stat(os.path.join(t.save_path, name)).st_mode & 0o777 == 0o666 & ~umask
     hist = np.load(os.path.join(t.save_path, 'Backup', 'blob.history.npy'))
     assert hist.shape == (3, 8) and list(hist[:, 0]) == [0, 20, 40]
     assert np.load(os.path.join(t.save_path, 'Backup', 'blob.timeline.npy')).shape == (60, 5)
