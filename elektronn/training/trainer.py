@@ -732,6 +732,10 @@ class Trainer:
                 n_proc = max(2, int(c.background_processes))
                 seeds = [int(s.generate_state(1)[0]) for s in self.seed_seq.spawn(n_proc)]
                 print('Starting %i background processes for batch creation' % n_proc)
+                cores = os.cpu_count() or 1
+                if self.cnn.device.type == 'cpu' and torch.get_num_threads() + n_proc > cores:
+                    print('Note: %i PyTorch threads and %i batch processes share %i CPU cores; if training is slow, '
+                          'try OMP_WAIT_POLICY=PASSIVE or OMP_NUM_THREADS=1' % (torch.get_num_threads(), n_proc, cores))
                 self.workers = BackgroundWorkers(self.data, self.get_batch_kwargs, n_proc=n_proc, seeds=seeds)
             self._t0 = time.time()
             while st.step < c.n_steps:
