@@ -167,26 +167,25 @@ def _settings(allowed):
     return check
 
 
-def _shape_entry(v):
-    if _is_int(v) and v >= 1:
-        return int(v)
-    if _is_seq(v) and len(v) in (2, 3) and all(_is_int(x) and x >= 1 for x in v):
-        return [int(x) for x in v]
-    raise _Invalid('must be a list of positive integers or of (x, y)/(x, y, z) tuples')
+def _int_or_shape(rule):
+    """A positive int, or a 2/3-tuple of positive ints (returned as a list)."""
+    def check(v):
+        if _is_int(v) and v >= 1:
+            return int(v)
+        if _is_seq(v) and len(v) in (2, 3) and all(_is_int(x) and x >= 1 for x in v):
+            return [int(x) for x in v]
+        raise _Invalid(rule)
+    return check
+
+
+_shape_entry = _int_or_shape('must be a list of positive integers or of (x, y)/(x, y, z) tuples')
+_desired_input = _int_or_shape('must be a positive integer or an (x, y)/(x, y, z) tuple of positive integers')
 
 
 def _shape_list(v):
     if not _is_seq(v):
         raise _Invalid('must be a list (one entry per conv layer) of positive integers or of (x, y)/(x, y, z) tuples')
     return [_shape_entry(x) for x in v]
-
-
-def _desired_input(v):
-    if _is_int(v) and v >= 1:
-        return int(v)
-    if _is_seq(v) and len(v) in (2, 3) and all(_is_int(x) and x >= 1 for x in v):
-        return [int(x) for x in v]
-    raise _Invalid('must be a positive integer or an (x, y)/(x, y, z) tuple of positive integers')
 
 
 def _activation(v):

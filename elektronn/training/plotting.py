@@ -48,12 +48,14 @@ def saveHist(timeline, history, CG_timeline, errors, save_name, folder='.'):
 
 def _figure(size):
     from matplotlib.figure import Figure
-    return Figure(figsize=size)
+    fig = Figure(figsize=size)
+    fig.subplots_adjust(left=0.06, right=0.94, bottom=0.07, top=0.92, hspace=0.35)  # room for the step axis
+    return fig
 
 
 def _save(fig, path):
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, bbox_inches='tight')
+        fig.savefig(tmp)  # fixed margins: 'tight' bounding boxes would draw every figure twice
 
 
 def _thin(arr):
@@ -95,6 +97,16 @@ def _loss_cap(history, autoscale):
     return cap if np.isfinite(cap) and cap > 0 else None
 
 
+def _finish_loss_axes(ax, minutes, steps, cap, runtime):
+    if cap is not None:
+        ax.set_ylim(0, cap)
+    ax.set_xlim(0, max(minutes[-1], 1e-3))
+    ax.set_xlabel('time [min] (%s)' % runtime)
+    ax.set_ylabel('loss')
+    ax.legend(loc='best')
+    _step_axis(ax, minutes, steps)
+
+
 def _plot_timeline(timeline, cap, save_name, folder, runtime):
     fig = _figure((16, 12))
     ax = fig.add_subplot(211)
@@ -103,13 +115,7 @@ def _plot_timeline(timeline, cap, save_name, folder, runtime):
     ax.plot(minutes, timeline[:, 2], 'k-', linewidth=3, label='smoothed update loss')
     recent = timeline[-30:, 2].mean()
     ax.axhline(recent, color='gray', linestyle=':', label='recent mean %.4f' % recent)
-    if cap is not None:
-        ax.set_ylim(0, cap)
-    ax.set_xlim(0, max(minutes[-1], 1e-3))
-    ax.set_xlabel('time [min] (%s)' % runtime)
-    ax.set_ylabel('loss')
-    ax.legend(loc='best')
-    _step_axis(ax, minutes, timeline[:, 0])
+    _finish_loss_axes(ax, minutes, timeline[:, 0], cap, runtime)
     ax2 = fig.add_subplot(212)
     sc = ax2.scatter(timeline[:, 4], timeline[:, 3], c=timeline[:, 0], cmap='viridis', s=6, edgecolors='none')
     fig.colorbar(sc, ax=ax2, label='update step')
@@ -126,13 +132,7 @@ def _plot_history(history, cap, save_name, folder, runtime):
     ax.plot(minutes, history[:, 4], 'g-', linewidth=3, label='train loss')
     if not np.all(np.isnan(history[:, 5])):
         ax.plot(minutes, history[:, 5], 'r-', linewidth=3, label='valid loss')
-    if cap is not None:
-        ax.set_ylim(0, cap)
-    ax.set_xlim(0, max(minutes[-1], 1e-3))
-    ax.set_xlabel('time [min] (%s)' % runtime)
-    ax.set_ylabel('loss')
-    ax.legend(loc='best')
-    _step_axis(ax, minutes, history[:, 0])
+    _finish_loss_axes(ax, minutes, history[:, 0], cap, runtime)
     ax2 = fig.add_subplot(212)
     ax2.plot(minutes, history[:, 6], 'b-', label='loss gain at update')
     ax2.axhline(0, color='gray', linestyle=':')
