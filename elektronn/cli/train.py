@@ -121,14 +121,14 @@ def main(argv=None):
     try:
         return _train(args, tee)
     except KeyboardInterrupt:
-        print('\nInterrupted before training started')
+        print('\nInterrupted')
         return 130
     finally:
         tee.stop()
 
 
 def _train(args, tee):
-    from elektronn.training.config import Config, ConfigError
+    from elektronn.training.config import ConfigError
     try:
         if args.resume:
             config_file, save_dir = _resume_config(os.path.expanduser(args.config))
@@ -149,8 +149,12 @@ def _train(args, tee):
         trainer.debugGetCNNBatch()
         trainer.createNet()
         if args.resume:
+            try:
+                trainer.resume()
+            except (FileNotFoundError, ValueError) as e:
+                print('elektronn-train: error: --resume: %s' % e, file=sys.stderr)
+                return 2
             _backup_resumed_config(config)
-            trainer.resume()
         outcome = trainer.run()
     except (ConfigError, WorkerError) as e:
         print('elektronn-train: error: %s' % e, file=sys.stderr)
