@@ -39,6 +39,7 @@ setup(
         'docs': ['sphinx>=7'],
     },
     entry_points={'console_scripts': [
+        'elektronn-train = elektronn.cli.train:main',
         'elektronn-convert-params = elektronn.cli.convert_params:main',
     ]},
     classifiers=[

@@ -3,6 +3,11 @@ import contextlib
 import os
 import tempfile
 
+# Files made with mkstemp are private (0600); give the finished file the mode a plain open() would.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
 
 def pprinttime(t):
     """Format a duration in seconds as the original did: ``t=2.1h``, ``t=12m`` or ``t=42s``."""
@@ -27,6 +32,7 @@ def atomic_write(path, mode='wb'):
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
     try:
+        os.chmod(tmp, _FILE_MODE)
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -52,6 +58,7 @@ def atomic_path(path):
     fd, tmp = tempfile.mkstemp(prefix='.' + base + '.', suffix='.tmp' + ext, dir=folder)
     os.close(fd)
     try:
+        os.chmod(tmp, _FILE_MODE)
         yield tmp
         os.replace(tmp, path)
     except BaseException:

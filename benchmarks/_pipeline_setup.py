@@ -1,0 +1,70 @@
+"""Shared setup of the pipeline benchmarks: the MNIST CNN example config with a few overrides.
+
+The example config is copied to a temporary run file with override lines appended (so it is read
+exactly as ``elektronn-train`` reads it). ``--data-class path.py:Class`` replaces MNISTData, e.g. to
+check a benchmark quickly on synthetic data (``tests/synthetic_data.py:BlobData`` with
+``--data-kwargs '{"size": 26}'``).
+"""
+import contextlib
+import io
+import json
+import os
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, '..')
+EXAMPLE = os.path.join(ROOT, 'examples', 'MNIST_CNN_warp_config.py')
+SHARED_MNIST = os.path.join(ROOT, '..', '..', 'shared', 'data', 'mnist.pkl.gz')
+
+
+def add_arguments(parser):
+    parser.add_argument('--mnist', default=os.environ.get('ELEKTRONN_MNIST', SHARED_MNIST),
+                        help='mnist.pkl.gz (default: ../shared/data/mnist.pkl.gz)')
+    parser.add_argument('--data-class', default=None, metavar='PATH.py:CLASS',
+                        help='use this data class instead of MNISTData (for a quick check of the script)')
+    parser.add_argument('--data-kwargs', default='{}', help='JSON constructor kwargs for --data-class')
+    parser.add_argument('--workdir', default=None, help='folder for the run (default: a temporary one)')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='PyTorch intra-op threads (default: PyTorch\'s choice); reported with every figure')
+
+
+def make_trainer(args, quiet=True, **overrides):
+    """A Trainer (data loaded, net created) for the example config plus ``overrides``."""
+    import torch
+    from elektronn.training.config import Config
+    from elektronn.training.trainer import Trainer
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    workdir = args.workdir or tempfile.mkdtemp(prefix='elektronn-bench-')
+    lines = [open(EXAMPLE).read(), '', '# --- benchmark overrides ---',
+             'save_path = %r' % os.path.join(os.path.abspath(workdir), 'run', '')]
+    if args.data_class:
+        path, name = args.data_class.split(':')
+        lines.append('data_class_name = (%r, %r)' % (os.path.abspath(path), name))
+        lines.append('data_load_kwargs = %r' % json.loads(args.data_kwargs))
+    else:
+        if not os.path.exists(args.mnist):
+            raise SystemExit('MNIST file %s not found (give --mnist)' % args.mnist)
+        lines.append('data_load_kwargs = dict(data_load_kwargs, path=%r)' % os.path.abspath(args.mnist))
+    for key, value in overrides.items():
+        lines.append('%s = %r' % (key, value))
+    path = os.path.join(workdir, 'bench_config.py')
+    os.makedirs(workdir, exist_ok=True)
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out) if quiet else contextlib.nullcontext():
+        config = Config(path, gpu=False)
+        trainer = Trainer(config)
+        trainer.loadData()
+        trainer.createNet()
+    trainer.interactive = False
+    return trainer
+
+
+def emit(**figure):
+    import torch
+    figure.setdefault('torch_threads', torch.get_num_threads())
+    figure.setdefault('OMP_WAIT_POLICY', os.environ.get('OMP_WAIT_POLICY', 'unset'))
+    figure.setdefault('load_average_1min', round(os.getloadavg()[0], 2))
+    print(json.dumps(figure), flush=True)

@@ -1,0 +1,265 @@
+"""The ctrl+c console of a training run.
+
+Pressing ctrl+c during :meth:`~elektronn.training.trainer.Trainer.run` (or a NaN/Inf loss) pauses
+training and opens a prompt ``<user>@ELEKTRONN:``. Commands (the first word decides):
+
+============================  ===================================================================
+``q``                         leave the console and continue training
+``abort``                     stop training; save ``<save_name>_end.param`` and the final plots
+``kill``                      stop at once, without the final save
+``save [file]``               save the parameters (default ``CNN.save`` in the save directory)
+``load [file]``               load parameters (adaptive; default ``CNN.save``)
+``sf``                        plot the filters of the first layer to ``filters_layer0.png``
+``sethist <int>``             steps between history steps (0 disables them)
+``setlr <float>``             learning rate of the current optimiser
+``setmom <float>``            SGD momentum
+``params``                    statistics of every parameter array
+``SGD``, ``Adam``, ...        switch the optimiser (``CG``, ``RPROP``, ``LBFGS`` where available)
+``help``                      this menu
+anything else                 Python, with ``self`` (the trainer), ``cnn``, ``data``, ``config``,
+                              ``batch`` (the last batch), ``np`` and the loop variables in scope
+============================  ===================================================================
+
+Python expressions print their value (``data.warp_on``, ``self.testModel('test')``); statements are
+executed (``data.warp_on = False``). Errors print a traceback and the console stays open. With
+readline, Tab completes names and attributes and the arrow keys recall earlier commands (kept in
+``~/.elektronn_history``). Changes made to ``data`` reach the background workers when training
+continues.
+"""
+import getpass
+import os
+import sys
+import traceback
+
+import numpy as np
+
+__all__ = ['Console', 'COMMANDS', 'menu_text']
+
+COMMANDS = ('q', 'abort', 'kill', 'save', 'load', 'sf', 'smooth', 'sethist', 'setlr', 'setmom', 'params', 'help',
+            'SGD', 'CG', 'RPROP', 'LBFGS', 'Adam')
+_OPTIMIZERS = ('SGD', 'CG', 'RPROP', 'LBFGS', 'Adam')
+HISTORY_FILE = '~/.elektronn_history'
+
+
+def menu_text(save_name):
+    """The menu printed when the console opens."""
+    return ('ELEKTRONN MENU\n==============\n\n'
+            '    >> %s <<\n'
+            '    Shortcuts:\n'
+            "    'q' (leave menu, continue training),\t'abort' (stop, saving params),\n"
+            "    'kill' (stop, no saving),\t\t'save'/'load' [file] (parameters),\n"
+            "    'sf' (show filters),\t\t'params' (parameter statistics),\n"
+            "    'sethist <int>',\t\t\t'setlr <float>',\n"
+            "    'setmom <float>',\t\t\t'help' (this menu),\n"
+            "    Change the optimiser: 'SGD', 'Adam', 'RPROP', 'CG', 'LBFGS'\n"
+            '    Anything else is Python with self, cnn, data, config, batch in scope\n' % save_name)
+
+
+def _user():
+    try:
+        return getpass.getuser()
+    except Exception:
+        return 'user'
+
+
+class _Readline:
+    """Tab completion and history where the ``readline`` module exists (no-op elsewhere)."""
+
+    def __init__(self):
+        try:
+            import readline
+            import rlcompleter
+        except ImportError:
+            self.readline = None
+            return
+        self.readline = readline
+        self._rlcompleter = rlcompleter
+        self._loaded = False
+
+    def activate(self, namespace):
+        if self.readline is None:
+            return
+        rl = self.readline
+        completer = self._rlcompleter.Completer(namespace)
+
+        def complete(text, state):
+            words = [c for c in COMMANDS if c.startswith(text)] if '.' not in text else []
+            if state < len(words):
+                return words[state]
+            return completer.complete(text, state - len(words))
+
+        self._previous = rl.get_completer()
+        rl.set_completer(complete)
+        rl.set_completer_delims(' \t\n`~!@#$%^&*()-=+{}\\|;:\'",<>/?')
+        doc = getattr(rl, '__doc__', '') or ''
+        rl.parse_and_bind('bind ^I rl_complete' if 'libedit' in doc else 'tab: complete')
+        if not self._loaded:
+            self._loaded = True
+            try:
+                rl.read_history_file(os.path.expanduser(HISTORY_FILE))
+            except OSError:
+                pass
+
+    def deactivate(self):
+        if self.readline is None:
+            return
+        self.readline.set_completer(self._previous)
+        try:
+            self.readline.set_history_length(1000)
+            self.readline.write_history_file(os.path.expanduser(HISTORY_FILE))
+        except OSError:
+            pass
+
+
+class Console:
+    """The interactive console of a :class:`~elektronn.training.trainer.Trainer`.
+
+    Args:
+        trainer: The trainer (``cnn``, ``data``, ``config``, ``save_path``).
+        input_func: Reads one line given a prompt (default ``input``); tests pass their own.
+    """
+
+    def __init__(self, trainer, input_func=None):
+        self.trainer = trainer
+        self.input_func = input_func or input
+        self._readline = _Readline() if input_func is None else None
+        self.prompt = '%s@ELEKTRONN: ' % _user()
+
+    # -- one command ------------------------------------------------------------------------------
+    def _path(self, words, default='CNN.save'):
+        name = words[1] if len(words) > 1 else default
+        return os.path.join(self.trainer.save_path, os.path.expanduser(name))
+
+    def execute(self, line, namespace):
+        """Run one console line.
+
+        Returns:
+            ``'q'``, ``'abort'`` or ``'kill'`` for those commands, otherwise ``None``.
+        """
+        line = line.strip()
+        if not line:
+            return None
+        words = line.split()
+        cmd = words[0]
+        trainer = self.trainer
+        cnn, config = trainer.cnn, trainer.config
+        if cmd == 'q' and len(words) == 1:
+            print('Continuing Training')
+            return 'q'
+        if cmd in ('abort', 'kill') and len(words) == 1:
+            return cmd
+        if cmd == 'help' and len(words) == 1:
+            print(menu_text(config.save_name))
+        elif cmd == 'save' and len(words) <= 2:
+            path = self._path(words)
+            cnn.saveParameters(path)
+            print('Saving done: %s' % path)
+        elif cmd == 'load' and len(words) <= 2:
+            path = self._path(words)
+            cnn.loadParameters(path)
+            print('Loaded! %s' % path)
+        elif cmd == 'sf' and len(words) == 1:
+            from elektronn.training.plotting import plot_filters
+            print('Filters plotted to %s' % plot_filters(cnn, os.path.join(trainer.save_path, 'filters_layer0.png')))
+        elif cmd == 'smooth' and len(words) == 1:
+            print('Filter smoothing is not implemented')
+        elif cmd in ('sethist', 'setlr', 'setmom') and len(words) <= 2:
+            self._set(cmd, words[1] if len(words) == 2 else '')
+        elif cmd == 'params' and len(words) == 1:
+            self._params()
+        elif cmd in _OPTIMIZERS and len(words) == 1:
+            self._switch_optimizer(cmd)
+        else:
+            self._python(line, namespace)
+        return None
+
+    def _set(self, cmd, arg):
+        trainer = self.trainer
+        if cmd == 'sethist':
+            if not arg.isdigit():
+                print('sethist needs a whole number of steps (0 disables history steps), got %r' % arg)
+                return
+            trainer.config.history_freq[0] = int(arg)
+            print('history_freq set to %i' % int(arg))
+            return
+        try:
+            value = float(arg)
+        except ValueError:
+            print('%s needs a number, got %r' % (cmd, arg))
+            return
+        if cmd == 'setlr':
+            trainer.cnn.setLR(value, mode=trainer.config.optimizer)
+            print('LR of %s set to %g' % (trainer.config.optimizer, value))
+        else:
+            trainer.cnn.setSGDMomentum(value)
+            print('SGD momentum set to %g' % value)
+
+    def _params(self):
+        for k, p in enumerate(self.trainer.cnn.params):
+            a = p.detach().cpu().numpy()
+            print('param %2i shape=%-18s mean(abs)=%.6e std=%.6e median(abs)=%.6e'
+                  % (k, tuple(a.shape), np.mean(np.abs(a)), np.std(a), np.median(np.abs(a))))
+
+    def _switch_optimizer(self, name):
+        from elektronn.net.optimizers import OPTIMIZERS
+        if name not in OPTIMIZERS:
+            print('Optimiser %s is not available in this version (available: %s)' % (name, ', '.join(OPTIMIZERS)))
+            return
+        self.trainer.config.optimizer = name
+        print('Changing Training mode to %s (compiled at the next step)' % name)
+
+    def _python(self, line, namespace):
+        try:
+            code, is_expression = compile(line, '<console>', 'eval'), True
+        except SyntaxError:
+            code, is_expression = None, False
+        try:
+            if is_expression:
+                value = eval(code, namespace)
+                if value is not None:
+                    print(repr(value))
+            else:
+                exec(compile(line, '<console>', 'exec'), namespace)
+        except Exception:
+            etype, value, tb = sys.exc_info()
+            tb = tb.tb_next  # hide this frame: show the user's code and what it called
+            traceback.print_exception(etype, value, tb)
+
+    # -- the interactive loop ---------------------------------------------------------------------
+    def interact(self, namespace, status=None):
+        """Print the status and the menu, then read and run commands until ``q``, ``abort`` or ``kill``.
+
+        ctrl+c at the prompt cancels the current line; end of input (ctrl+d) continues training.
+        """
+        from elektronn.training.runlog import active_tee
+        if status:
+            print(status)
+        print(menu_text(self.trainer.config.save_name))
+        if self._readline is not None:
+            self._readline.activate(namespace)
+        try:
+            while True:
+                try:
+                    line = self.input_func(self.prompt)
+                except KeyboardInterrupt:
+                    print('\n(ctrl+c) type q to continue training, abort to stop, help for the menu')
+                    continue
+                except EOFError:
+                    print('\nEnd of input: continuing training')
+                    return 'q'
+                tee = active_tee()
+                if tee is not None:
+                    tee.log(self.prompt + line + '\n')
+                try:
+                    action = self.execute(line, namespace)
+                except KeyboardInterrupt:
+                    print('\n(ctrl+c) command interrupted')
+                    continue
+                except Exception:
+                    traceback.print_exc()
+                    continue
+                if action is not None:
+                    return action
+        finally:
+            if self._readline is not None:
+                self._readline.deactivate()

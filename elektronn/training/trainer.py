@@ -1,0 +1,795 @@
+"""The training loop: :class:`Trainer` runs a configured network on a data class.
+
+Call order (what ``elektronn-train`` does)::
+
+    T = Trainer(config)
+    T.loadData()          # CNNData from the config's files, or the data class of data_class_name
+    T.debugGetCNNBatch()  # img-img: picture of a training batch (debugGetCNNBatch.png)
+    T.createNet()         # MixedConvNN from the config (elektronn.training.netcreation)
+    T.resume()            # only to continue a run (elektronn-train --resume)
+    T.run()               # the loop; ctrl+c opens the console
+
+Per update step ``i`` (counting from 0):
+
+1. a batch from ``data.getbatch`` (or from the background workers), then ``cnn.trainingStep``;
+2. a NaN/Inf loss opens the console (without a terminal the run stops instead);
+3. smoothed loss ``ema = 0.995 ema + 0.005 loss`` (from 0.65), step-time averages;
+4. the timeline row ``[i, seconds, ema, loss, mean label of the batch]``;
+5. ``<save_name>-<h>h.param`` every ``param_save_h`` hours; previews on their schedule;
+6. ``LR_schedule`` entries at their steps; the LR times ``LR_decay`` after every 1000 steps;
+7. every ``history_freq[0]`` steps a *history step*: the loss gain of the update on the same
+   batch, train and valid estimates on ``monitor_batch_size`` examples (``testModel``), the history
+   rows, ``<save_name>-LAST.param`` plus the resume state, the history files, the plots (in the
+   background) and the status line;
+8. stop after ``n_steps`` or ``max_runtime`` seconds of training (console time does not count).
+
+At the end ``<save_name>_end.param`` and the final plots are written (also when an error ends the
+run). ``Trainer.run`` can be called again to continue (e.g. with a larger ``config.n_steps``).
+"""
+import hashlib
+import importlib
+import importlib.util
+import json
+import os
+import random
+import signal
+import sys
+import threading
+import time
+import traceback
+
+import numpy as np
+import torch
+
+from elektronn.training import plotting, runlog
+from elektronn.training.config import ConfigError, suggest_name
+from elektronn.training.console import Console
+from elektronn.training.netcreation import createNet
+from elektronn.training.workers import AttributeWatcher, BackgroundWorkers, _fingerprint
+from elektronn.utils import atomic_path, pprinttime
+
+__all__ = ['Trainer', 'STATE_FORMAT']
+
+STATE_FORMAT = 'ELEKTRONN training state'
+STATE_VERSION = 1
+
+#: Loop variables (saved for --resume) and their values at the start of a run.
+_LOOP_DEFAULTS = dict(step=0, t_passed=0.0, nll_ema=0.65, t_pt=2.0, t_pi=2.0, last_save_t=0.0, save_time=None,
+                      last_prev_t=None, prev_number=None, schedule_pos=0, nll=0.0, train_nll=0.0, valid_nll=0.0,
+                      train_error=0.0, valid_error=0.0, nll_gain=0.0, batch_char=0.0)
+
+
+class _Terminated(BaseException):
+    """A second SIGTERM while the loop waits: stop now."""
+
+
+class _LoopState:
+    def __init__(self, **values):
+        self.__dict__.update(_LOOP_DEFAULTS)
+        self.__dict__.update(values)
+
+    def to_dict(self):
+        return {k: getattr(self, k) for k in _LOOP_DEFAULTS}
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _import_from_file(path, name):
+    """The object ``name`` from the Python file ``path`` (the ``(path, class)`` form of data_class_name)."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    module_name = 'elektronn_user_data_%s' % ''.join(c if c.isalnum() else '_' for c in stem)
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None:
+        raise ConfigError("data_class_name: %s is not a Python file" % path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    if not hasattr(module, name):
+        candidates = [n for n in vars(module) if not n.startswith('_')]
+        raise ConfigError('data_class_name: %s defines no %r%s' % (
+            path, name, (' (did you mean %r?)' % suggest_name(name, candidates)) if candidates else ''))
+    return getattr(module, name)
+
+
+def _json_default(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError('%r is not JSON serialisable' % (value,))
+
+
+class Trainer:
+    """Runs the training of a network configured by a :class:`~elektronn.training.config.Config`.
+
+    Attributes:
+        config, data, cnn: The configuration, the data object and the network.
+        history, timeline, errors, CG_timeline: Histories (see :mod:`elektronn.training.plotting`).
+        state: Loop variables (``state.step`` is the next update step).
+        interactive: Whether ctrl+c opens the console (``None``: when stdin is a terminal).
+        console: The :class:`~elektronn.training.console.Console`.
+    """
+
+    def __init__(self, config=None):
+        self.config = config
+        self.data = None
+        self.cnn = None
+        self.history = []
+        self.timeline = []
+        self.errors = []
+        self.CG_timeline = []
+        self.preview_data = None
+        self.saved_raw_preview = False
+        self.get_batch_kwargs = {}
+        self.get_batch_kwargs_test = {}
+        self.state = _LoopState()
+        self.seed_seq = np.random.SeedSequence()
+        self.interactive = None
+        self.console = Console(self)
+        self.last_batch = None
+        self.workers = None
+        self._interrupt = None
+
+    @property
+    def save_path(self):
+        return self.config.save_path
+
+    def _file(self, suffix):
+        return os.path.join(self.config.save_path, self.config.save_name + suffix)
+
+    # ------------------------------------------------------------------------------------------------
+    # Data and network
+    # ------------------------------------------------------------------------------------------------
+    def loadData(self):
+        """Create ``self.data``: CNNData from the config's files, or the configured data class.
+
+        Sets ``get_batch_kwargs`` (training batches) and ``get_batch_kwargs_test`` (monitor batches).
+        """
+        config = self.config
+        if config.mode != 'vect-scalar' and config.data_class_name is None:
+            self._loadCubes()
+            return
+        self.get_batch_kwargs = dict(batch_size=config.batch_size)
+        self.get_batch_kwargs.update(config.data_batch_kwargs)
+        self.get_batch_kwargs_test = dict(batch_size=config.monitor_batch_size)
+        name = config.data_class_name
+        if isinstance(name, tuple):
+            Data = _import_from_file(*name)
+        else:
+            try:
+                traindata = importlib.import_module('elektronn.training.traindata')
+            except ImportError as e:
+                raise ConfigError('data_class_name %r: elektronn.training.traindata cannot be imported (%s)'
+                                  % (name, e)) from e
+            if not hasattr(traindata, name):
+                candidates = [n for n in vars(traindata) if n[:1].isupper()]
+                raise ConfigError('data_class_name %r is not a class in elektronn.training.traindata%s' % (
+                    name, (' (did you mean %r?)' % suggest_name(name, candidates)) if candidates else ''))
+            Data = getattr(traindata, name)
+        self.data = Data(**config.data_load_kwargs)
+        self.preview_data = None
+
+    def _loadCubes(self):
+        config = self.config
+        try:
+            from elektronn.training.CNNData import CNNData
+        except ImportError as e:
+            raise NotImplementedError('training on h5 cubes needs elektronn.training.CNNData, which this '
+                                      'installation lacks (%s); set data_class_name to use a data class' % e) from e
+        strided = not np.any(config.MFP) and config.mode == 'img-img'
+        common = dict(strided=strided, flip=config.flip_data, grey_augment_channels=config.grey_augment_channels,
+                      ret_info=config.lazy_labels, ret_example_weights=config.use_example_weights,
+                      ignore_thresh=config.example_ignore_threshold)
+        self.get_batch_kwargs = dict(batch_size=config.batch_size, warp_on=config.warp_on, **common)
+        self.get_batch_kwargs_test = dict(batch_size=config.monitor_batch_size, warp_on=False, **common)
+        dims = config.dimensions
+        self.data = CNNData(config.patch_size, dims.pred_stride, dims.offset, config.n_dim, config.n_lab,
+                            config.anisotropic_data, config.mode, config.zchxy_order, config.border_mode,
+                            config.pre_process, config.upright_x, config.target == 'regression',
+                            config.target if config.target in ('affinity', 'malis') else False)
+        self.data.addDataFromFile(config.data_path, config.label_path, config.d_files, config.l_files,
+                                  config.cube_prios, config.valid_cubes, config.downsample_xy)
+        self.preview_data = self._loadPreviewData() if config.preview_data_path else None
+
+    def _loadPreviewData(self):
+        import h5py
+        with h5py.File(self.config.preview_data_path, 'r') as f:
+            cubes = [np.asarray(f[k]) for k in f.keys()]
+        return [c.astype(np.float32) / 255 for c in cubes]
+
+    def createNet(self):
+        """Build ``self.cnn`` from the config and the data (``n_lab``, ``n_ch``, example shape)."""
+        config, data = self.config, self.data
+        if data is None:
+            raise RuntimeError('createNet: call loadData() first (the network needs n_lab and n_ch from the data)')
+        n_lab = int(data.n_lab)
+        if config.n_lab is not None and config.n_lab != n_lab:
+            raise ConfigError('%s: parameter \'n_lab\' is %i but the data has %i classes'
+                              % (config.config_file, config.n_lab, n_lab))
+        if config.class_weights is not None and config.target == 'nll' and len(config.class_weights) != n_lab:
+            raise ConfigError('%s: parameter \'class_weights\' needs one weight per class (%i), got %i'
+                              % (config.config_file, n_lab, len(config.class_weights)))
+        if config.mode != 'vect-scalar':
+            shape = tuple(getattr(data, 'example_shape', ()) or ())
+            if config.data_class_name is not None and len(shape) == len(config.patch_size) + 1 \
+                    and shape[1:] != tuple(config.patch_size):
+                raise ConfigError('%s: the data class gives examples of shape %s (channels first) but the CNN input '
+                                  'size is %s; change desired_input, filters or pool so that the input fits the data'
+                                  % (config.config_file, shape, tuple(config.patch_size)))
+            self.cnn = createNet(config, config.patch_size, int(data.n_ch), n_lab, config.dimensions)
+        else:
+            n_ch = data.n_taps if config.rnn_layer_kwargs is not None else None
+            self.cnn = createNet(config, tuple(data.example_shape), n_ch, n_lab, None)
+        return self.cnn
+
+    def reset(self):
+        """Randomise the weights, restore the optimiser settings of the config and clear all histories."""
+        c = self.config
+        self.cnn.randomizeWeights()
+        self.cnn.setOptimizerParams(c.SGD_params, c.CG_params, c.RPROP_params, c.LBFGS_params, c.Adam_params,
+                                    c.weight_decay)
+        self.cnn.CG_timeline = []
+        self.CG_timeline = []
+        self.history, self.timeline, self.errors = [], [], []
+        self.state = _LoopState()
+
+    # ------------------------------------------------------------------------------------------------
+    # Batches and evaluation
+    # ------------------------------------------------------------------------------------------------
+    def _extra_names(self):
+        """Names of the arrays ``getbatch`` returns after data and labels, as the config implies."""
+        c = self.config
+        names = []
+        if c.data_class_name is None and c.mode != 'vect-scalar' and c.target == 'malis':
+            names.append('segmentation')
+        if c.lazy_labels:
+            names += ['mask_class_labeled', 'mask_class_not_present']
+        if c.use_example_weights:
+            names.append('example_weights')
+        return names
+
+    def _split_batch(self, batch):
+        """``((data, labels, *positional extras), aux keyword arguments)`` for the network."""
+        if not isinstance(batch, tuple):
+            batch = tuple(batch)
+        if len(batch) < 2:
+            raise ValueError('getbatch of %s returned %i array(s); it must return (data, labels, ...)'
+                             % (type(self.data).__name__, len(batch)))
+        extras = batch[2:]
+        names = self._extra_names()
+        aux = {}
+        compiled = set(getattr(self.cnn, '_aux_names', ()))
+        if len(extras) == len(names) and set(names) <= compiled:
+            aux.update(zip(names, extras))
+            inputs = batch[:2]
+        else:
+            inputs = batch  # the original's positional convention
+        if self.config.class_weights is not None:
+            aux['class_weights'] = self.config.class_weights
+        if self.config.label_prop_thresh is not None:
+            aux['label_prop_thresh'] = np.float32(self.config.label_prop_thresh)
+        return inputs, aux
+
+    def _has_valid(self):
+        valid = getattr(self.data, 'valid_d', None)
+        return valid is not None and hasattr(valid, '__len__') and len(valid) > 0
+
+    def testModel(self, data_source):
+        """Loss and error on one monitor batch (``monitor_batch_size`` examples) from ``data_source``.
+
+        Dropout is off during the evaluation (the rates are restored afterwards). ``'valid'`` gives
+        ``(nan, nan)`` when the data has no validation set; other sources (e.g. ``'test'`` for MNIST)
+        work when the data class offers them.
+
+        Returns:
+            ``(loss, error)``: the error is a fraction for classification, ``sqrt(MSE)`` for regression.
+        """
+        if data_source == 'valid' and not self._has_valid():
+            return np.nan, np.nan
+        kwargs = dict(self.get_batch_kwargs_test, source=data_source)
+        inputs, aux = self._split_batch(self.data.getbatch(**kwargs))
+        cnn = self.cnn
+        rates = cnn.getDropoutRates()
+        if rates:
+            cnn.setDropoutRates([0.0] * len(rates))
+        try:
+            result = cnn.get_error(*inputs, **aux)
+        finally:
+            if rates:
+                cnn.setDropoutRates(rates)
+        if len(result) == 2:  # regression: (MSE, output)
+            return float(result[0]), float(np.sqrt(result[0]))
+        return float(result[0]), float(result[1])
+
+    def debugGetCNNBatch(self):
+        """img-img only: draw a monitor-sized, unstrided batch without warping, plot example 0 as
+        ``debugGetCNNBatch.png`` (data | label | overlay) and return the batch."""
+        c = self.config
+        if c.mode != 'img-img' or c.data_class_name is not None:
+            print("debugGetCNNBatch(): only available for 'img-img' training on h5 cubes")
+            return None
+        batch = self.data.getbatch(c.monitor_batch_size, source='train', strided=False, flip=c.flip_data,
+                                   grey_augment_channels=c.grey_augment_channels, ret_info=True)
+        data, label = batch[0], batch[1]
+        if label.ndim == 5:  # affinity graphs (bs, 3, z, x, y)
+            print('Plot Batch: showing the minimal affinity only.')
+            label = label.min(axis=1)
+        if c.n_dim == 2:
+            image, lab = data[0, 0], label[0]
+        else:
+            z = int(c.dimensions.offset[0])
+            image, lab = data[0, z, 0], label[0, 0]
+        plotting.plot_debug_batch(image, lab, os.path.join(self.save_path, 'debugGetCNNBatch.png'))
+        return batch
+
+    # ------------------------------------------------------------------------------------------------
+    # Previews (img-img with preview_data_path)
+    # ------------------------------------------------------------------------------------------------
+    def predictAndWrite(self, raw_img, number=0, export_class='all', block_name='', z_thick=5):
+        """Predict ``raw_img`` ``(ch, x, y, z)`` densely and save the central z-slices as PNGs
+        ``<save_name>-pred-<block>-c<class>-z<z>-<number>hrs.png`` (and the raw slices once)."""
+        from matplotlib.image import imsave
+        name = self.config.save_name
+        pred = self.cnn.predictDense(raw_img)
+        if pred.ndim == 3:
+            pred = pred[..., None]
+        z_sh = pred.shape[-1]
+        start = max(0, (z_sh - z_thick) // 2)
+        pred = pred[..., start:start + z_thick]
+        if export_class == 'all':
+            classes = range(pred.shape[0])
+        elif isinstance(export_class, (list, tuple)):
+            classes = export_class
+        elif export_class in ('malis', 'affinity'):
+            classes = ()
+            for z in range(pred.shape[3]):
+                imsave(os.path.join(self.save_path, '%s-pred-%s-aff-z%i-%shrs.png' % (name, block_name, z, number)),
+                       np.transpose(pred[0:6:2, :, :, z], (1, 2, 0)))
+        else:
+            classes = [int(export_class)]
+        for z in range(pred.shape[3]):
+            for c in classes:
+                imsave(os.path.join(self.save_path, '%s-pred-%s-c%i-z%i-%shrs.png' % (name, block_name, c, z, number)),
+                       pred[c, :, :, z], cmap='gray')
+        if not self.saved_raw_preview:
+            offset = self.config.dimensions.offset
+            z_off = int(offset[0]) if len(offset) == 3 else 0
+            for z in range(pred.shape[3]):
+                if z + z_off < raw_img.shape[-1]:
+                    imsave(os.path.join(self.save_path, '%s-raw-%s-z%i.png' % (name, block_name, z)),
+                           raw_img[0, :, :, z + z_off], cmap='gray')
+
+    def previewSlice(self, number=0, export_class='all', max_z_pred=5):
+        """Preview predictions on every cube of the preview file (see :meth:`predictAndWrite`)."""
+        if self.config.mode != 'img-img':
+            print("previewSlice(): only available for 'img-img' training")
+            return
+        if self.preview_data is None:
+            raise ValueError('previewSlice needs preview data: set preview_data_path in the config')
+        cnn = self.cnn
+        for k, raw in enumerate(self.preview_data):
+            z_sh = raw.shape[-1]
+            if cnn.n_dim == 3:
+                stride_z = cnn.output_strides[0]
+                out_z = cnn.output_shape[2] * stride_z
+                min_z = cnn.input_shape[1] + stride_z - 1
+                z_thick = min_z if out_z > max_z_pred else \
+                    min_z + stride_z * int(np.ceil(float(max_z_pred - out_z) / stride_z))
+            else:
+                z_thick = max_z_pred
+            if z_thick > z_sh:
+                raise ValueError('preview cube %i has %i z-slices; this CNN needs at least %i' % (k, z_sh, z_thick))
+            start = (z_sh - z_thick) // 2
+            raw = raw[None] if raw.ndim == 3 else raw
+            self.predictAndWrite(raw[..., start:start + z_thick], number, export_class, k, max_z_pred)
+        self.saved_raw_preview = True
+
+    # ------------------------------------------------------------------------------------------------
+    # Saving and resuming
+    # ------------------------------------------------------------------------------------------------
+    def saveHistories(self):
+        """Write the history arrays (``Backup/*.npy``) and ``<save_name>.history.csv``."""
+        plotting.saveHist(self.timeline, self.history, self.CG_timeline, self.errors, self.config.save_name,
+                          self.save_path)
+        runlog.write_history_csv(self._file('.history.csv'), self.history, self.errors)
+
+    def _lrs(self):
+        lrs = {}
+        for mode in set(self.cnn.optimizer_state()) | {'SGD', 'Adam'}:
+            try:
+                lr = self.cnn.getLR(mode)
+            except (ValueError, AttributeError):
+                continue
+            if lr is not None:
+                lrs[mode] = float(lr)
+        return lrs
+
+    def saveState(self, params, path=None):
+        """Write everything ``resume`` needs besides the parameter file ``params`` (HDF5, atomically):
+        optimiser states, loop variables, learning rates, schedule position, histories and RNG states."""
+        import h5py
+        path = path or self._file('-LAST.state.h5')
+        data_rng = getattr(self.data, 'rng', None)
+        np_state = np.random.get_state()
+        info = dict(loop=self.state.to_dict(), optimizer=self.config.optimizer,
+                    history_freq=int(self.config.history_freq[0]), lrs=self._lrs(),
+                    momentum=float(self.cnn.SGD_momentum), weight_decay=float(self.cnn.global_weightdecay),
+                    seed_entropy=self.seed_seq.entropy, seeds_spawned=self.seed_seq.n_children_spawned,
+                    params_file=os.path.basename(params),
+                    params_sha256=_sha256(params) if os.path.exists(params) else None,
+                    python_random=random.getstate(),
+                    data_rng=data_rng.bit_generator.state if isinstance(data_rng, np.random.Generator) else None,
+                    numpy_global=[np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])])
+        with atomic_path(path) as tmp:
+            with h5py.File(tmp, 'w') as f:
+                f.attrs['format'] = STATE_FORMAT
+                f.attrs['format_version'] = STATE_VERSION
+                f.attrs['info'] = json.dumps(info, default=_json_default)
+                for name, rows in (('history', self.history), ('timeline', self.timeline), ('errors', self.errors),
+                                   ('CG_timeline', self.CG_timeline)):
+                    f.create_dataset(name, data=np.asarray(rows, dtype=np.float64))
+                f.create_dataset('torch_rng', data=torch.get_rng_state().numpy())
+                f.create_dataset('numpy_global_key', data=np_state[1])
+                group = f.create_group('optimizer')
+                for name, state in self.cnn.optimizer_state().items():
+                    g = group.create_group(name)
+                    scalars = {}
+                    for key, value in state.items():
+                        if isinstance(value, list):
+                            sub = g.create_group(key)
+                            for k, arr in enumerate(value):
+                                sub.create_dataset('%05d' % k, data=np.asarray(arr))
+                        else:
+                            scalars[key] = value
+                    g.attrs['scalars'] = json.dumps(scalars, default=_json_default)
+
+    def resume(self, path=None):
+        """Continue a run from its save directory: parameters (``-LAST.param``, strict), optimiser
+        states, step, learning rates, schedule position, histories and RNG states.
+
+        Raises:
+            FileNotFoundError: the save directory holds no resume state.
+            ValueError: the state does not fit this network.
+        """
+        import h5py
+        path = path or self._file('-LAST.state.h5')
+        if not os.path.exists(path):
+            raise FileNotFoundError('no resume state %s in the save directory; a run writes it at every history '
+                                    'step and when it stops' % path)
+        with h5py.File(path, 'r') as f:
+            if f.attrs.get('format') != STATE_FORMAT:
+                raise ValueError('%s is not an ELEKTRONN training state' % path)
+            if int(f.attrs.get('format_version', 0)) > STATE_VERSION:
+                raise ValueError('%s was written by a newer ELEKTRONN (state version %s)'
+                                 % (path, f.attrs.get('format_version')))
+            info = json.loads(f.attrs['info'])
+            arrays = {name: np.asarray(f[name]) for name in ('history', 'timeline', 'errors', 'CG_timeline')}
+            torch_rng = np.asarray(f['torch_rng'])
+            np_key = np.asarray(f['numpy_global_key'])
+            optimizer = {}
+            for name, g in f['optimizer'].items():
+                state = json.loads(g.attrs['scalars'])
+                for key, sub in g.items():
+                    state[key] = [np.asarray(sub[k]) for k in sorted(sub)]
+                optimizer[name] = state
+        params = os.path.join(os.path.dirname(path), info['params_file'])
+        if info.get('params_sha256') and os.path.exists(params) and _sha256(params) != info['params_sha256']:
+            print('WARNING: %s changed after the state was saved; the parameters may belong to another step'
+                  % params)
+        cnn = self.cnn
+        cnn.loadParameters(params, strict=True)
+        cnn.load_optimizer_state(optimizer)
+        for mode, lr in info['lrs'].items():
+            cnn.setLR(lr, mode=mode)
+        cnn.setSGDMomentum(info['momentum'])
+        cnn.setWeightDecay(info['weight_decay'])
+        self.config.optimizer = info['optimizer']
+        self.config.history_freq[0] = info['history_freq']
+        self.state = _LoopState(**info['loop'])
+        self.history, self.timeline, self.errors, self.CG_timeline = (
+            [list(r) for r in arrays[n]] for n in ('history', 'timeline', 'errors', 'CG_timeline'))
+        cnn.CG_timeline = list(self.CG_timeline)
+        torch.set_rng_state(torch.from_numpy(torch_rng))
+        name, pos, has_gauss, gauss = info['numpy_global']
+        np.random.set_state((name, np_key, pos, has_gauss, gauss))
+        version, internal, gauss_next = info['python_random']
+        random.setstate((version, tuple(internal), gauss_next))
+        if info['data_rng'] is not None and isinstance(getattr(self.data, 'rng', None), np.random.Generator):
+            self.data.rng.bit_generator.state = info['data_rng']
+        self.seed_seq = np.random.SeedSequence(info['seed_entropy'], n_children_spawned=info['seeds_spawned'])
+        print('Resuming %s at step %i (%s of training, LR %s)' % (self.config.save_name, self.state.step,
+                                                                    pprinttime(self.state.t_passed), info['lrs']))
+
+    # ------------------------------------------------------------------------------------------------
+    # The loop
+    # ------------------------------------------------------------------------------------------------
+    def _current_lr(self):
+        try:
+            lr = self.cnn.getLR(self.config.optimizer)
+        except (ValueError, AttributeError):
+            return None
+        return None if lr is None else float(lr)
+
+    def _status(self):
+        st, c = self.state, self.config
+        pp_loss, pp_err = ('MSE', 'std') if c.target == 'regression' else ('NLL', '%')
+        lr = self._current_lr()
+        return ('%05i %sm=%.3f, train=%05.2f%s, valid=%05.3f%s, prev=%04.1f, NLLdiff=%+.1e, LR=%s, %.1f it/s, %s'
+                % (st.step - 1, pp_loss, st.nll_ema, st.train_error, pp_err, st.valid_error, pp_err,
+                   st.batch_char * 100, st.nll_gain, 'n/a' if lr is None else '%.5f' % lr, 1.0 / st.t_pi,
+                   pprinttime(st.t_passed)))
+
+    def _console_status(self):
+        st, c = self.state, self.config
+        pp_loss, pp_err = ('MSE', 'std') if c.target == 'regression' else ('NLL', '%')
+        lr = self._current_lr()
+        return ('%05i %sm=%.5f, %s=%.4f, train=%.5f, valid=%.5f, train=%.3f%s, valid=%.3f%s,\n'
+                'LR=%s, MOM=%.6f, %.1f GPU-it/s, %.1f CPU-it/s, %s'
+                % (max(st.step - 1, 0), pp_loss, st.nll_ema, pp_loss, st.nll, st.train_nll, st.valid_nll,
+                   st.train_error, pp_err, st.valid_error, pp_err, 'n/a' if lr is None else '%.6f' % lr,
+                   float(self.cnn.SGD_momentum), 1.0 / st.t_pt, 1.0 / st.t_pi, pprinttime(st.t_passed)))
+
+    def _is_interactive(self):
+        if self.interactive is not None:
+            return bool(self.interactive)
+        return sys.stdin is not None and sys.stdin.isatty()
+
+    def _on_sigint(self, signum, frame):
+        if self._interrupt is not None:
+            raise KeyboardInterrupt  # a second ctrl+c does not wait for the step to finish
+        self._interrupt = 'console'
+
+    def _on_sigterm(self, signum, frame):
+        if self._interrupt == 'terminate':
+            raise _Terminated()
+        self._interrupt = 'terminate'
+
+    def _install_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        signal.signal(signal.SIGINT, self._on_sigint)
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        return old
+
+    def _next_batch(self):
+        if self.workers is not None:
+            return self.workers.get()
+        return self.data.getbatch(**self.get_batch_kwargs)
+
+    def _trainStep(self, plotter):
+        """One update step with its bookkeeping (steps 1-7 of the module docstring)."""
+        c, cnn, st = self.config, self.cnn, self.state
+        i = st.step
+        batch = self._next_batch()
+        self.last_batch = batch
+        inputs, aux = self._split_batch(batch)
+        nll, _instance, t_per_train = cnn.trainingStep(*inputs, mode=c.optimizer, **aux)
+        t_now = time.time()
+        t_per_it, self._t0 = t_now - self._t0, t_now
+        st.step = i + 1
+        st.nll = float(nll)
+        if not np.isfinite(nll):
+            self._interrupt = 'diverged'
+            return
+        st.nll_ema = 0.995 * st.nll_ema + 0.005 * st.nll
+        st.t_pt = 0.8 * st.t_pt + 0.2 * t_per_train
+        st.t_pi = 0.8 * st.t_pi + 0.2 * t_per_it
+        st.t_passed += t_per_it
+        st.batch_char = float(np.mean(inputs[1]))
+        self.timeline.append([i, st.t_passed, st.nll_ema, st.nll, st.batch_char])
+
+        if (st.t_passed - st.last_save_t) / 3600.0 > c.param_save_h:
+            st.last_save_t = st.t_passed
+            cnn.saveParameters(self._file('-%sh.param' % round(st.save_time, 6)), show=False)
+            st.save_time += c.param_save_h
+        if self.preview_data is not None and self._preview_due():
+            st.last_prev_t = st.t_passed
+            c.preview_kwargs['number'] = round(st.prev_number, 6)
+            st.prev_number += c.prev_save_h
+            try:
+                self.previewSlice(**c.preview_kwargs)
+            except Exception as e:
+                print('Preview predictions failed (%s: %s). Are the preview raw data in the right format?'
+                      % (type(e).__name__, e))
+
+        schedule = c.LR_schedule or []
+        while st.schedule_pos < len(schedule) and schedule[st.schedule_pos][0] <= i:
+            cnn.setLR(schedule[st.schedule_pos][1], mode=c.optimizer)
+            st.schedule_pos += 1
+        if i > 0 and i % 1000 == 0:
+            lr = self._current_lr()
+            if lr is not None:
+                cnn.setLR(lr * c.LR_decay, mode=c.optimizer)
+
+        freq = c.history_freq[0]
+        if freq and i % freq == 0:
+            self._historyStep(i, inputs, aux, plotter)
+
+    def _preview_due(self):
+        st, c = self.state, self.config
+        hours = st.t_passed / 3600.0
+        if st.last_prev_t is None:
+            return hours > c.initial_prev_h
+        return (st.t_passed - st.last_prev_t) / 3600.0 > c.prev_save_h
+
+    def _historyStep(self, i, inputs, aux, plotter):
+        c, cnn, st = self.config, self.cnn, self.state
+        lr = self._current_lr()
+        self.CG_timeline = [list(r) for r in cnn.CG_timeline]
+        nll_after = cnn.get_loss(*inputs, **aux)[0]
+        st.nll_gain = float(nll_after) - st.nll
+        st.train_nll, st.train_error = self.testModel('train')
+        st.valid_nll, st.valid_error = self.testModel('valid')
+        if c.target != 'regression':
+            st.train_error *= 100
+            st.valid_error *= 100
+        self.errors.append([i, st.t_passed, st.train_error, st.valid_error])
+        self.history.append([i, st.t_passed, st.nll_ema, st.nll, st.train_nll, st.valid_nll, st.nll_gain,
+                             np.nan if lr is None else lr])
+        if c.target == 'malis' and hasattr(self, 'malisPreviewSlice'):
+            self.malisPreviewSlice(self.last_batch, name=i)
+        self._saveLast()
+        if plotter is not None and i > 30:
+            plotter.submit(self.timeline, self.history, self.CG_timeline, self.errors, c.save_name, self.save_path)
+        if c.print_status:
+            print(self._status())
+
+    def _saveLast(self):
+        self.cnn.saveParameters(self._file('-LAST.param'), show=False)
+        self.saveState(self._file('-LAST.param'))
+        self.saveHistories()
+
+    def _namespace(self):
+        st = self.state
+        return dict(self=self, cnn=self.cnn, data=self.data, config=self.config, batch=self.last_batch, np=np,
+                    i=max(st.step - 1, 0), nll=st.nll, save_name=self.config.save_name, schedule=self.config.LR_schedule,
+                    workers=self.workers, bg_worker=self.workers)
+
+    def _handleInterrupt(self):
+        """Act on ctrl+c, SIGTERM or divergence; returns 'continue', 'abort', 'kill', 'stop' or 'diverged'."""
+        reason, interactive = self._interrupt, self._is_interactive()
+        if reason == 'terminate':
+            print('\nSIGTERM received: saving and stopping')
+            return 'stop'
+        if reason == 'diverged':
+            print('The NN diverged to a NaN/Inf loss (step %i). The last batch is `batch` (data batch[0], labels '
+                  'batch[1]); load earlier parameters with `load %s-LAST.param`.'
+                  % (self.state.step - 1, self.config.save_name))
+            if not interactive:
+                return 'diverged'
+        elif not interactive:
+            print('\nInterrupted (stdin is not a terminal, so no console): saving and stopping')
+            return 'stop'
+        watcher = AttributeWatcher(self.data)
+        kwargs_before = _fingerprint(self.get_batch_kwargs)
+        previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+        if previous is not None:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            action = self.console.interact(self._namespace(), self._console_status())
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+            self._interrupt = None
+        if self.workers is not None and action == 'q':
+            changed = watcher.changes()
+            kwargs_changed = _fingerprint(self.get_batch_kwargs) != kwargs_before
+            sent = self.workers.update(changed, self.get_batch_kwargs if kwargs_changed else None)
+            if sent or kwargs_changed:
+                print('Forwarded to the background workers: %s'
+                      % ', '.join(['data.%s' % n for n in sent] + (['batch kwargs'] if kwargs_changed else [])))
+        return 'continue' if action == 'q' else action
+
+    def _finish(self, plotter):
+        c = self.config
+        self.cnn.saveParameters(self._file('_end.param'))
+        self.saveState(self._file('_end.param'))
+        self.saveHistories()
+        if plotter is not None:
+            plotter.close()
+        if c.plot_on and self.timeline:
+            plotting.plotInfo(self.timeline, self.history, self.CG_timeline, self.errors, c.save_name,
+                              self.save_path, save_history=False)
+        print('End of Training')
+        print('#' * 60 + '\n' + '#' * 60 + '\n')
+
+    def run(self):
+        """The training loop (see the module docstring); continues from ``state.step``.
+
+        Returns:
+            How it ended: ``'finished'`` (n_steps, max_runtime or ``abort``), ``'killed'`` (console
+            ``kill``: no final save), ``'interrupted'`` (ctrl+c without a terminal, or SIGTERM:
+            ``-LAST.param`` and the resume state saved) or ``'diverged'`` (NaN/Inf loss without a
+            terminal; the last good ``-LAST.param`` is kept).
+        """
+        c = self.config
+        if self.cnn is None or self.data is None:
+            raise RuntimeError('run: call loadData() and createNet() first')
+        tee, own_tee = runlog.active_tee(), False
+        if tee is None:
+            tee, own_tee = runlog.TeeOutput().start(), True
+        tee.attach(self._file('.log'))
+        st = self.state
+        if st.save_time is None:
+            st.save_time = c.param_save_h
+        if st.prev_number is None:
+            st.prev_number = c.initial_prev_h
+        old_signals = self._install_signals()
+        self._interrupt = None
+        plotter = plotting.Plotter() if c.plot_on else None
+        outcome = 'finished'
+        try:
+            if c.background_processes:
+                n_proc = max(2, int(c.background_processes))
+                seeds = [int(s.generate_state(1)[0]) for s in self.seed_seq.spawn(n_proc)]
+                print('Starting %i background processes for batch creation' % n_proc)
+                cores = os.cpu_count() or 1
+                if self.cnn.device.type == 'cpu' and torch.get_num_threads() + n_proc > cores:
+                    print('Note: %i PyTorch threads and %i batch processes share %i CPU cores; if training is slow, '
+                          'try OMP_WAIT_POLICY=PASSIVE or OMP_NUM_THREADS=1' % (torch.get_num_threads(), n_proc, cores))
+                self.workers = BackgroundWorkers(self.data, self.get_batch_kwargs, n_proc=n_proc, seeds=seeds)
+            self._t0 = time.time()
+            while st.step < c.n_steps:
+                try:
+                    self._trainStep(plotter)
+                    if plotter is not None:
+                        plotter.poll()
+                except (KeyboardInterrupt, _Terminated) as e:
+                    if self._interrupt is None or isinstance(e, _Terminated):
+                        self._interrupt = 'terminate' if isinstance(e, _Terminated) else 'console'
+                if self._interrupt is not None:
+                    action = self._handleInterrupt()
+                    self._t0 = time.time()  # console time does not count as training time
+                    if action == 'kill':
+                        outcome = 'killed'
+                        print('Killed: stopping without saving')
+                        return outcome
+                    if action == 'stop':
+                        self._saveLast()
+                        print('Saved %s and the resume state; continue with: elektronn-train %s --resume'
+                              % (self._file('-LAST.param'), self.save_path))
+                        return 'interrupted'
+                    if action == 'diverged':
+                        self.saveHistories()
+                        print('Stopped; %s is the last parameter file from before the divergence'
+                              % self._file('-LAST.param'))
+                        return 'diverged'
+                    if action == 'abort':
+                        print('Timeout or manual Termination')
+                        break
+                if st.t_passed > c.max_runtime:
+                    print('Timeout or manual Termination')
+                    break
+            self._finish(plotter)
+            plotter = None
+            return outcome
+        except Exception:
+            print('Training stopped by an error at step %i:' % st.step)
+            traceback.print_exc()
+            try:
+                if all(torch.isfinite(p).all() for p in self.cnn.params):
+                    self.cnn.saveParameters(self._file('_end.param'))
+                self.saveHistories()
+            except Exception as e:
+                print('Saving after the error failed too: %s' % e)
+            raise
+        finally:
+            if self.workers is not None:
+                self.workers.shutdown()
+                self.workers = None
+            if plotter is not None:
+                plotter.close()
+            if old_signals is not None:
+                for s, handler in old_signals.items():
+                    signal.signal(s, handler)
+            if own_tee:
+                tee.stop()
