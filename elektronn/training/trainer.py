@@ -249,7 +249,7 @@ class Trainer:
         c = self.config
         names = []
         if c.data_class_name is None and c.mode != 'vect-scalar' and c.target == 'malis':
-            names.append('segmentation')
+            names.append('seg_gt')
         if c.lazy_labels:
             names += ['mask_class_labeled', 'mask_class_not_present']
         if c.use_example_weights:
