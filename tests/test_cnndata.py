@@ -5,6 +5,7 @@ number made from them), so every patch tells where it was cut from and labels ca
 against the data voxel they belong to.
 """
 import copy
+import os
 import pickle
 
 import h5py
@@ -927,3 +928,73 @@ def test_warping_keeps_3d_registration_and_counts(tmp_path):
     assert big.n_failed_warp + big.n_successful_warp in range(8, 21) and big.n_failed_warp >= 8
     for k in range(20):
         np.testing.assert_array_equal(l[k], inner(d[k], (1, 3, 3)))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Background workers with CNNData
+# ----------------------------------------------------------------------------------------------------
+def _warp_data(tmp_path):
+    d_files, l_files = coded_pair(tmp_path, (32, 32, 16), (30, 30, 14))
+    return load(tmp_path, d_files, l_files, patch_size=(3, 13, 13), stride=1, offset=(1, 3, 3), n_dim=3,
+                n_lab=32767)
+
+
+def test_workers_draw_the_streams_of_their_own_seeds(tmp_path):
+    from elektronn.training.workers import BackgroundWorkers
+    data = _warp_data(tmp_path)
+    kw = dict(batch_size=2, warp_on=0.7)
+    expected = []
+    for seed in (11, 22):
+        twin = copy.deepcopy(data)
+        twin.reseed(seed)
+        expected.append(twin.getbatch(**kw)[0])
+    assert not np.array_equal(*expected)
+    with BackgroundWorkers(data, kw, n_proc=2, seeds=[11, 22]) as w:
+        got = [w.get()[0] for _ in range(12)]            # the workers' first batches arrive in any order
+        pids = w.pids
+    assert all(any(np.array_equal(g, e) for g in got) for e in expected)
+    assert all(not os.path.exists('/proc/%i' % p) or _zombie_free(p) for p in pids)
+
+
+def _zombie_free(pid):
+    try:
+        with open('/proc/%i/stat' % pid) as f:
+            return f.read().split(')')[-1].split()[0] != 'Z'
+    except FileNotFoundError:
+        return True
+
+
+def test_console_change_of_warp_on_reaches_the_workers_and_a_bad_one_is_reported(tmp_path):
+    from elektronn.training.workers import BackgroundWorkers, WorkerError
+    data = _warp_data(tmp_path)
+    with BackgroundWorkers(data, dict(batch_size=4, flip=False), n_proc=2, seeds=[1, 2]) as w:
+        assert all(_is_plain_crop(p) for _ in range(3) for p in w.get()[0])          # warp_on=False
+        data.warp_on = True                                                            # as in the console
+        assert w.update({'warp_on': True}) == ['warp_on']
+        batches = [w.get() for _ in range(4)]
+        assert sum(_is_plain_crop(p) for d, _ in batches for p in d) <= 1
+        for d, l in batches:
+            np.testing.assert_array_equal(l[0], inner(d[0], (1, 3, 3)))
+        w.update({'warp_on': 5})
+        with pytest.raises(WorkerError, match=r'(?s)Traceback.*CNNData\.py.*warp_on must be True, False or a fraction'):
+            for _ in range(20):
+                w.get()
+
+
+@pytest.mark.skipif(not os.path.exists('/proc/self/smaps_rollup'), reason='needs Linux /proc/<pid>/smaps_rollup')
+def test_workers_share_the_loaded_cubes_instead_of_copying_them():
+    from elektronn.training.workers import BackgroundWorkers
+    raw = np.full((24, 1, 1024, 1024), 0.5, np.float32)       # 96 MiB, every page touched
+    lab = np.ones((20, 1000, 1000), np.int16)
+    data = CNNData(patch_size=(3, 13, 13), stride=1, offset=(1, 3, 3), n_dim=3, n_lab=2, zchxy_order=True, seed=0)
+    data.addDataFromNdarray(raw, lab)
+    assert np.shares_memory(data.train_d[0], raw)
+    with BackgroundWorkers(data, dict(batch_size=4), n_proc=2, seeds=[1, 2]) as w:
+        for _ in range(20):
+            w.get()
+        private = []
+        for pid in w.pids:
+            with open('/proc/%i/smaps_rollup' % pid) as f:
+                fields = dict(line.split(':', 1) for line in f if ':' in line)
+            private.append(sum(int(fields[k].split()[0]) for k in ('Private_Clean', 'Private_Dirty')) * 1024)
+    assert max(private) < raw.nbytes / 4, private
