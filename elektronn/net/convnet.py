@@ -34,6 +34,7 @@ from elektronn.net.layers.conv import ConvLayer2d, ConvLayer3d, _ConvLayer
 from elektronn.net.layers.perceptron import PerceptronLayer
 from elektronn.net.layers.recurrent import RecurrentLayer
 from elektronn.net.optimizers import DEFAULT_PARAMS, OPTIMIZERS, RPROP_RESET_STEP, SharedScalar, check_settings
+from elektronn.net.prediction import predict_dense
 
 print('Load ELEKTRONN Core')
 
@@ -842,6 +843,17 @@ class MixedConvNN(nn.Module):
             self.train(was_training)
         result = torch.cat(parts)
         return (result.float() if probabilities else result).cpu().numpy()
+
+    def predictDense(self, raw_img, show_progress=True, offset=None, as_uint8=False, pad_raw=False):
+        """Predict every voxel of an image ``(ch, x, y)`` or volume ``(ch, x, y, z)`` (xyz order).
+
+        Integer input is divided by 255. Returns ``(n_lab, x', y'[, z'])`` probabilities (float32, or
+        uint8 scaled by 255 with ``as_uint8``), inset by the offset ``floor(fov / 2)`` per side, or
+        of the input's shape with ``pad_raw`` (mirror padding). Prints the tiling, progress and speed.
+        See :func:`elektronn.net.prediction.predict_dense` for the details and the voxel alignment.
+        """
+        return predict_dense(self, raw_img, show_progress=show_progress, offset=offset, as_uint8=as_uint8,
+                             pad_raw=pad_raw)
 
     # ------------------------------------------------------------------------------------------------
     # Training
