@@ -14,18 +14,16 @@ from elektronn.net.prediction import dense_geometry
 def build(input_size, filters, pools, maps, mfp=False, acts='relu', n_lab=2, target='nll', weights=None,
           pooling_mode='max', dimension_calc=None):
     """A conv net with a 1x1 output layer; ``mfp`` a bool or one flag per layer."""
-    cnn = MixedConvNN(input_size, input_depth=len(weights[0][0][0]) if weights else 1, dimension_calc=dimension_calc)
+    cnn = MixedConvNN(input_size, input_depth=1, dimension_calc=dimension_calc)
     flags = mfp if isinstance(mfp, (list, tuple)) else [mfp] * len(filters)
     acts = acts if isinstance(acts, (list, tuple)) else [acts] * len(filters)
-    for n, f, p, m, a in zip(maps, filters, pools, flags, acts):
-        cnn.addConvLayer(n, f, pool_shape=p, activation_func=a, use_fragment_pooling=m, pooling_mode=pooling_mode)
+    weights = weights or [(None, None)] * (len(filters) + 1)
+    for n, f, p, m, a, (W, b) in zip(maps, filters, pools, flags, acts, weights):
+        cnn.addConvLayer(n, f, pool_shape=p, activation_func=a, use_fragment_pooling=m, pooling_mode=pooling_mode,
+                         W=W, b=b)
     cnn.addConvLayer(n_lab, 1, pool_shape=1, activation_func='sigmoid' if target == 'regression' else 'linear',
-                     is_last_layer=True)
+                     is_last_layer=True, W=weights[-1][0], b=weights[-1][1])
     cnn.compileOutputFunctions(target=target)
-    if weights is not None:
-        for layer, (W, b) in zip(cnn.layers, weights):
-            layer.set_param_array('W', W)
-            layer.set_param_array('b', b)
     return cnn
 
 
