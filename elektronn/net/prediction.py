@@ -76,15 +76,16 @@ def _tuple(values):
     return tuple(int(v) for v in values)
 
 
-def _network_offset(offset, n_dim, natural, fov, source):
+def _network_offset(offset, n_dim, natural, fov, source, fix):
     arr = np.floor(np.asarray(offset, dtype=float)).astype(int).ravel()
     if arr.size != n_dim:
         raise ValueError('offset %s must have %i entries (the network order %s), got %r'
                          % (source, n_dim, '(x, y)' if n_dim == 2 else '(z, x, y)', offset))
     if tuple(arr) != natural:
         raise ValueError('offset %s %s does not match the network: its field of view %s (order %s) gives the '
-                         'offset %s; leave offset=None to use it'
-                         % (source, tuple(int(a) for a in arr), fov, '(x, y)' if n_dim == 2 else '(z, x, y)', natural))
+                         'offset %s; %s'
+                         % (source, tuple(int(a) for a in arr), fov, '(x, y)' if n_dim == 2 else '(z, x, y)', natural,
+                            fix))
     return natural
 
 
@@ -113,9 +114,11 @@ def dense_geometry(cnn, offset=None):
                                   [layer.pool[d] for layer in layers])[-1] for d in range(n))
     natural = tuple(f // 2 for f in fov)
     if offset is not None:
-        natural = _network_offset(offset, n, natural, fov, 'argument')
+        natural = _network_offset(offset, n, natural, fov, 'argument', 'leave offset=None to use it')
     elif cnn.dimension_calc is not None:
-        natural = _network_offset(cnn.dimension_calc.offset, n, natural, fov, 'of dimension_calc')
+        natural = _network_offset(cnn.dimension_calc.offset, n, natural, fov, 'of dimension_calc',
+                                  'cnn.dimension_calc describes another architecture (set it to None or to the '
+                                  "network's CNNCalculator)")
     patch = _tuple(cnn.patch_size)
     strides = _tuple(cnn.output_strides)
     out_shape = _tuple(cnn.output_shape[2:])
