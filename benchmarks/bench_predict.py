@@ -24,17 +24,21 @@ Informational:
   Its equal-length fragments cover (224, 224, 60) of the (226, 226, 60) windows; its figure counts
   those.
 
-Every figure is one JSON line: voxels (output voxels) per second of each path (best of
-``--rounds``), then the ratios ``mfp / shift_and_stitch`` (target >= 3) and
-``mfp / plain_dilated`` (target >= 0.95), and the largest difference between the outputs.
+Every figure is one JSON line: output voxels per second of each path (the fast paths ``mfp``,
+``plain_dilated`` and ``plain_fragments`` run in ``--rounds`` interleaved rounds and the best
+counts; the stitching paths run once), then the ratios ``mfp / shift_and_stitch`` (target >= 3)
+and ``mfp / plain_dilated`` (target >= 0.95), and the largest difference between the outputs.
+Each line carries the 1-minute load average before and after, since the machine may be shared.
 
-Usage: ``python benchmarks/bench_predict.py [--threads 2] [--rounds 2] [--quick]``
+Usage: ``python benchmarks/bench_predict.py [--threads 2] [--rounds 3] [--quick]`` (about three
+minutes on 2 cores)
 (``--quick``: a (16, 128, 128) volume, to check that the script works).
 """
 import argparse
 import contextlib
 import io
 import json
+import os
 import time
 
 import numpy as np
@@ -126,20 +130,17 @@ def run_plain(model, raw):
     return out.permute(0, 2, 3, 1).contiguous().numpy()
 
 
-def best_time(fn, rounds):
-    times, result = [], None
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):
-            result = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), result
+def timed(fn):
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = fn()
+    return time.perf_counter() - t0, result
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--rounds', type=int, default=2)
+    parser.add_argument('--rounds', type=int, default=3, help='rounds of the fast paths (best one counts)')
     parser.add_argument('--quick', action='store_true', help='a small volume, to check the script')
     parser.add_argument('--skip-large-patch', action='store_true')
     parser.add_argument('--skip-fragments', action='store_true')
@@ -153,23 +154,32 @@ def main():
     weights = [layer.param_arrays() for layer in stitched_net.layers]
     mfp_net = build(zxy, mfp=True, weights=weights)
     reference = plain_dilated(weights)
-
-    paths = [('mfp', lambda: mfp_net.predictDense(raw)),
-             ('shift_and_stitch', lambda: stitched_net.predictDense(raw)),
-             ('plain_dilated', lambda: run_plain(reference, raw))]
+    # The fast paths run in interleaved rounds so that a busy spell on a shared machine hits all
+    # of them alike; the slow stitching paths run once.
+    fast = [('mfp', lambda: mfp_net.predictDense(raw)), ('plain_dilated', lambda: run_plain(reference, raw))]
     if not args.skip_fragments:
         fragments = plain_fragments(weights)
-        paths.append(('plain_fragments', lambda: fragments(raw)))
+        fast.append(('plain_fragments', lambda: fragments(raw)))
+    slow = [('shift_and_stitch', lambda: stitched_net.predictDense(raw))]
     if not args.skip_large_patch:
         large_net = build((zxy[0], zxy[1] - 1, zxy[2] - 1), mfp=False, weights=weights)
-        paths.append(('shift_and_stitch_large_patch', lambda: large_net.predictDense(raw)))
-    speed, outputs = {}, {}
-    common = dict(volume_zxy=list(zxy), threads=args.threads, rounds=args.rounds)
-    for name, fn in paths:
-        seconds, outputs[name] = best_time(fn, 1 if name.startswith('shift') else args.rounds)
-        speed[name] = outputs[name][0].size / seconds
-        print(json.dumps(dict(figure='voxels_per_s_' + name, value=round(speed[name]), seconds=round(seconds, 3),
-                              output_shape=list(outputs[name].shape), **common)), flush=True)
+        slow.append(('shift_and_stitch_large_patch', lambda: large_net.predictDense(raw)))
+
+    seconds, outputs = {}, {}
+    load_before = os.getloadavg()[0]
+    for _ in range(args.rounds):
+        for name, fn in fast:
+            t, outputs[name] = timed(fn)
+            seconds[name] = min(t, seconds.get(name, np.inf))
+    for name, fn in slow:
+        seconds[name], outputs[name] = timed(fn)
+    common = dict(volume_zxy=list(zxy), threads=args.threads, rounds=args.rounds,
+                  loadavg_1min=[round(load_before, 2), round(os.getloadavg()[0], 2)])
+    speed = {}
+    for name, _ in fast + slow:
+        speed[name] = outputs[name][0].size / seconds[name]
+        print(json.dumps(dict(figure='voxels_per_s_' + name, value=round(speed[name]), seconds=round(seconds[name], 3),
+                              output_shape=list(outputs[name].shape), **common)))
     print(json.dumps(dict(figure='mfp_over_shift_and_stitch', value=round(speed['mfp'] / speed['shift_and_stitch'], 3),
                           target=3.0, **common)))
     print(json.dumps(dict(figure='mfp_over_plain_dilated', value=round(speed['mfp'] / speed['plain_dilated'], 3),
