@@ -28,7 +28,9 @@ Every figure is one JSON line: output voxels per second of each path (the fast p
 ``plain_dilated`` and ``plain_fragments`` run in ``--rounds`` interleaved rounds and the best
 counts; the stitching paths run once), then the ratios ``mfp / shift_and_stitch`` (target >= 3)
 and ``mfp / plain_dilated`` (target >= 0.95), and the largest difference between the outputs.
-Each line carries the 1-minute load average before and after, since the machine may be shared.
+Each line carries the 1-minute load average before and after and the CPU seconds the process
+used: on a shared machine the wall-clock figures vary with the other work, the CPU times much
+less (the ratios are also given by CPU time).
 
 Usage: ``python benchmarks/bench_predict.py [--threads 2] [--rounds 3] [--quick]`` (about three
 minutes on 2 cores)
@@ -131,10 +133,11 @@ def run_plain(model, raw):
 
 
 def timed(fn):
-    t0 = time.perf_counter()
+    """``(wall seconds, CPU seconds of this process, result)``."""
+    t0, c0 = time.perf_counter(), time.process_time()
     with contextlib.redirect_stdout(io.StringIO()):
         result = fn()
-    return time.perf_counter() - t0, result
+    return time.perf_counter() - t0, time.process_time() - c0, result
 
 
 def main():
@@ -165,25 +168,26 @@ def main():
         large_net = build((zxy[0], zxy[1] - 1, zxy[2] - 1), mfp=False, weights=weights)
         slow.append(('shift_and_stitch_large_patch', lambda: large_net.predictDense(raw)))
 
-    seconds, outputs = {}, {}
+    wall, cpu, outputs = {}, {}, {}
     load_before = os.getloadavg()[0]
     for _ in range(args.rounds):
         for name, fn in fast:
-            t, outputs[name] = timed(fn)
-            seconds[name] = min(t, seconds.get(name, np.inf))
+            t, c, outputs[name] = timed(fn)
+            wall[name], cpu[name] = min(t, wall.get(name, np.inf)), min(c, cpu.get(name, np.inf))
     for name, fn in slow:
-        seconds[name], outputs[name] = timed(fn)
+        wall[name], cpu[name], outputs[name] = timed(fn)
     common = dict(volume_zxy=list(zxy), threads=args.threads, rounds=args.rounds,
                   loadavg_1min=[round(load_before, 2), round(os.getloadavg()[0], 2)])
-    speed = {}
+    speed, cpu_speed = {}, {}
     for name, _ in fast + slow:
-        speed[name] = outputs[name][0].size / seconds[name]
-        print(json.dumps(dict(figure='voxels_per_s_' + name, value=round(speed[name]), seconds=round(seconds[name], 3),
-                              output_shape=list(outputs[name].shape), **common)))
-    print(json.dumps(dict(figure='mfp_over_shift_and_stitch', value=round(speed['mfp'] / speed['shift_and_stitch'], 3),
-                          target=3.0, **common)))
-    print(json.dumps(dict(figure='mfp_over_plain_dilated', value=round(speed['mfp'] / speed['plain_dilated'], 3),
-                          target=0.95, **common)))
+        speed[name] = outputs[name][0].size / wall[name]
+        cpu_speed[name] = outputs[name][0].size / cpu[name]
+        print(json.dumps(dict(figure='voxels_per_s_' + name, value=round(speed[name]), seconds=round(wall[name], 3),
+                              cpu_seconds=round(cpu[name], 3), output_shape=list(outputs[name].shape), **common)))
+    for other, target in (('shift_and_stitch', 3.0), ('plain_dilated', 0.95)):
+        print(json.dumps(dict(figure='mfp_over_' + other, value=round(speed['mfp'] / speed[other], 3),
+                              value_by_cpu_time=round(cpu_speed['mfp'] / cpu_speed[other], 3), target=target,
+                              **common)))
     diff = max(float(np.abs(out - outputs['mfp'][tuple(slice(0, s) for s in out.shape)]).max())
                for out in outputs.values())
     print(json.dumps(dict(figure='max_abs_difference_between_paths', value=diff, **common)))
