@@ -327,3 +327,25 @@ def test_mfp_net_trains_on_dense_labels():
     for _ in range(3):
         cnn.trainingStep(data, labels, mode='SGD')
     assert cnn.get_loss(data, labels)[0] < before
+
+
+def test_affinity_output_with_mfp(capsys):
+    """An affinity output layer (3 edge directions x 2 classes) after MFP layers: dense and equal
+    to the stitched prediction."""
+    def affinity_net(size, mfp, weights=None):
+        weights = weights or [(None, None)] * 3
+        cnn = MixedConvNN(size, input_depth=1)
+        cnn.addConvLayer(3, (1, 3, 3), pool_shape=(1, 2, 2), activation_func='relu', use_fragment_pooling=mfp,
+                         W=weights[0][0], b=weights[0][1])
+        cnn.addConvLayer(4, (2, 3, 3), pool_shape=1, activation_func='tanh', W=weights[1][0], b=weights[1][1])
+        cnn.addConvLayer(2, 1, pool_shape=1, affinity=True, is_last_layer=True, W=weights[2][0], b=weights[2][1])
+        cnn.compileOutputFunctions(target='affinity')
+        return cnn
+    stitched_net = affinity_net((4, 12, 12), False)
+    mfp_net = affinity_net((6, 20, 18), True, weights_of(stitched_net))
+    assert mfp_net.layers[-1].mfp and mfp_net.output_strides == [1, 1, 1]
+    raw = np.random.rand(1, 20, 18, 6).astype(np.float32)
+    dense = mfp_net.predictDense(raw)
+    assert dense.shape == (6, 20 - 8, 18 - 8, 6 - 2)
+    np.testing.assert_allclose(dense, stitched_net.predictDense(raw), atol=1e-5)
+    np.testing.assert_allclose(dense.reshape(3, 2, -1).sum(axis=1), 1, atol=1e-5)  # a softmax per edge direction
