@@ -349,3 +349,14 @@ def test_affinity_output_with_mfp(capsys):
     assert dense.shape == (6, 20 - 8, 18 - 8, 6 - 2)
     np.testing.assert_allclose(dense, stitched_net.predictDense(raw), atol=1e-5)
     np.testing.assert_allclose(dense.reshape(3, 2, -1).sum(axis=1), 1, atol=1e-5)  # a softmax per edge direction
+
+
+def test_2d_net_predicts_a_stack_slice_by_slice(capsys):
+    cnn = build((16, 16), [3, 3, 2], [2, 1, 1], [3, 3, 2])
+    stack = np.random.rand(1, 31, 27, 4).astype(np.float32)  # (ch, x, y, z)
+    capsys.readouterr()
+    out = cnn.predictDense(stack, pad_raw=True)
+    assert capsys.readouterr().out.startswith('Predicting img (1, 41, 37, 4) in 64 Blocks: (4, 4, 4)\n')
+    assert out.shape == (2, 31, 27, 4)
+    for z in range(4):
+        np.testing.assert_allclose(out[..., z], cnn.predictDense(stack[..., z], pad_raw=True), atol=1e-6)

@@ -845,7 +845,8 @@ class MixedConvNN(nn.Module):
         return (result.float() if probabilities else result).cpu().numpy()
 
     def predictDense(self, raw_img, show_progress=True, offset=None, as_uint8=False, pad_raw=False):
-        """Predict every voxel of an image ``(ch, x, y)`` or volume ``(ch, x, y, z)`` (xyz order).
+        """Predict every voxel of an image ``(ch, x, y)`` or volume ``(ch, x, y, z)`` (xyz order; a 2D
+        network predicts a volume slice by slice).
 
         Integer input is divided by 255. Returns ``(n_lab, x', y'[, z'])`` probabilities (float32, or
         uint8 scaled by 255 with ``as_uint8``), inset by the offset ``floor(fov / 2)`` per side, or

@@ -127,28 +127,42 @@ def dense_geometry(cnn, offset=None):
                          tile_output=tuple(o * s for o, s in zip(out_shape, strides)))
 
 
-def _network_order(arr):
-    """View of a ``(ch, x, y[, z])`` array as ``(ch, [z,] x, y)``."""
-    return np.moveaxis(arr, -1, 1) if arr.ndim == 4 else arr
+def _zxy(arr):
+    """View of a ``(ch, x, y, z)`` array as ``(ch, z, x, y)``."""
+    return np.moveaxis(arr, -1, 1)
 
 
 def _xyz(values):
-    """Network-order spatial values in xyz order."""
+    """``(z, x, y)`` values in xyz order."""
     values = tuple(values)
-    return values[1:] + values[:1] if len(values) == 3 else values
+    return values[1:] + values[:1]
+
+
+def _as_3d(geom):
+    """The geometry with a z axis of one voxel in front for 2D networks (which predict a stack
+    ``(ch, x, y, z)`` slice by slice, as the original did)."""
+    if len(geom.fov) == 3:
+        return geom
+    return DenseGeometry(**{f.name: (1 if f.name != 'offset' else 0,) + getattr(geom, f.name)
+                            for f in dataclasses.fields(DenseGeometry)})
 
 
 def _predict_tile(cnn, tile, geom):
-    """Dense probabilities ``(n_lab, *tile_output)`` of one tile ``(ch, *tile)`` (float32, network order)."""
+    """Dense probabilities ``(n_lab, *tile_output)`` of one tile ``(ch, *tile)`` (float32, ``(z, x, y)``
+    order; a 2D network sees the z axis of one voxel squeezed)."""
     if all(s == 1 for s in geom.strides):
-        phases = [(0,) * len(geom.strides)]
+        phases = [(0, 0, 0)]
         batch = tile[None]
     else:
         phases = list(itertools.product(*[range(s) for s in geom.strides]))
         batch = np.stack([tile[(slice(None),) + tuple(slice(p, p + ps) for p, ps in zip(phase, geom.patch))]
                           for phase in phases])
+    if cnn.n_dim == 2:
+        batch = batch[:, :, 0]
     x = torch.from_numpy(batch).to(device=cnn.device, dtype=cnn.dtype).contiguous(memory_format=cnn.memory_format)
     probs = cnn._predict(x)  # (n_phases, n_lab, *out_shape), evaluated in memory-bounded chunks
+    if cnn.n_dim == 2:
+        probs = probs[:, :, None]
     if len(phases) == 1:
         return probs[0]
     out = np.empty(probs.shape[1:2] + geom.tile_output, dtype=np.float32)
@@ -181,7 +195,8 @@ def predict_dense(cnn, raw_img, show_progress=True, offset=None, as_uint8=False,
     Args:
         cnn: A compiled network with a conv output layer (2D or 3D).
         raw_img: ``(ch, x, y)`` or ``(ch, x, y, z)`` array, **xyz order**. Integer arrays are
-            divided by 255, float arrays are used as they are.
+            divided by 255, float arrays are used as they are. A 2D network predicts a stack
+            ``(ch, x, y, z)`` slice by slice.
         show_progress: Print a progress line with elapsed time and estimate.
         offset: The network's offset (``floor(fov / 2)``) in the network's order (``(x, y)`` or
             ``(z, x, y)``); only checked, since it follows from the layers.
@@ -196,22 +211,23 @@ def predict_dense(cnn, raw_img, show_progress=True, offset=None, as_uint8=False,
     Raises:
         ValueError: wrong number of axes or channels, or an image smaller than the field of view.
     """
-    geom = dense_geometry(cnn, offset)
+    geom = _as_3d(dense_geometry(cnn, offset))
     n = cnn.n_dim
+    layout = '(ch, x, y) or (ch, x, y, z)' if n == 2 else '(ch, x, y, z)'
     raw = np.asarray(raw_img)
-    if raw.ndim != n + 1:
+    if raw.ndim not in (3, 4) or (n == 3 and raw.ndim != 4):
         raise ValueError('predictDense: raw_img must have shape %s (channels first, xyz order) for this %iD network, '
-                         'got shape %s' % ('(ch, x, y)' if n == 2 else '(ch, x, y, z)', n, raw.shape))
+                         'got shape %s' % (layout, n, raw.shape))
     if raw.shape[0] != cnn.input_depth:
         raise ValueError('predictDense: raw_img has %i channel(s) (axis 0 of shape %s) but the network expects %i; '
-                         'the layout is %s' % (raw.shape[0], raw.shape, cnn.input_depth,
-                                               '(ch, x, y)' if n == 2 else '(ch, x, y, z)'))
+                         'the layout is %s' % (raw.shape[0], raw.shape, cnn.input_depth, layout))
+    single_image = raw.ndim == 3
     if not (np.issubdtype(raw.dtype, np.number) or raw.dtype == np.bool_):
         raise TypeError('predictDense: raw_img must be a numeric array, got dtype %s' % raw.dtype)
     scale = 255.0 if np.issubdtype(raw.dtype, np.integer) else 1.0
     t0 = time.time()
 
-    view = _network_order(raw)
+    view = _zxy(raw[..., None] if single_image else raw)
     if pad_raw:
         view = np.pad(view, [(0, 0)] + [(o, o) for o in geom.offset], mode='symmetric')
     spatial = view.shape[1:]
@@ -219,14 +235,13 @@ def predict_dense(cnn, raw_img, show_progress=True, offset=None, as_uint8=False,
     if min(pred_shape) < 1:
         raise ValueError('predictDense: raw_img of spatial shape %s (xyz) is smaller than the field of view %s (xyz) '
                          'of the network; give at least that many voxels per axis or use pad_raw=True'
-                         % (_xyz(spatial), _xyz(geom.fov)))
+                         % (_xyz(spatial)[:raw.ndim - 1], _xyz(geom.fov)[:raw.ndim - 1]))
     predictions = np.zeros((cnn.n_lab,) + _xyz(pred_shape), dtype=np.uint8 if as_uint8 else np.float32)
-    pred_view = _network_order(predictions)
+    pred_view = _zxy(predictions)
 
     n_tiles = tuple(-(-p // t) for p, t in zip(pred_shape, geom.tile_output))
     total = int(np.prod(n_tiles))
-    shown_shape = (view.shape[0],) + _xyz(spatial) + ((1,) if n == 2 else ())
-    print('Predicting img', shown_shape, 'in', total, 'Blocks:', _xyz(n_tiles) + ((1,) if n == 2 else ()))
+    print('Predicting img', (view.shape[0],) + _xyz(spatial), 'in', total, 'Blocks:', _xyz(n_tiles))
     progress = _Progress(total, show_progress, t0)
     for count, index in enumerate(itertools.product(*[range(t) for t in n_tiles]), 1):
         start = [i * t for i, t in zip(index, geom.tile_output)]
@@ -247,4 +262,4 @@ def predict_dense(cnn, raw_img, show_progress=True, offset=None, as_uint8=False,
     sys.stdout.write(' - done\n')
     sys.stdout.flush()
     print('Inference speed: %.3f MB or MPix /s\n' % (np.prod(pred_shape) / 1e6 / max(time.time() - t0, 1e-9)))
-    return predictions
+    return predictions[..., 0] if single_image else predictions
