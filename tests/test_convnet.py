@@ -193,8 +193,6 @@ def test_conv_after_perceptron_is_refused():
 
 def test_features_of_later_versions_raise_not_implemented():
     cnn = MixedConvNN((9, 9), 1)
-    with pytest.raises(NotImplementedError, match='use_fragment_pooling'):
-        cnn.addConvLayer(2, 3, use_fragment_pooling=True)
     cnn.addConvLayer(2, 3, pool_shape=1, is_last_layer=True)
     with pytest.raises(ValueError, match="target 'malis' needs an affinity output layer"):
         cnn.compileOutputFunctions(target='malis')

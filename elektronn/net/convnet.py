@@ -34,6 +34,7 @@ from elektronn.net.layers.conv import ConvLayer2d, ConvLayer3d, _ConvLayer
 from elektronn.net.layers.perceptron import PerceptronLayer
 from elektronn.net.layers.recurrent import RecurrentLayer
 from elektronn.net.optimizers import DEFAULT_PARAMS, OPTIMIZERS, RPROP_RESET_STEP, SharedScalar, check_settings
+from elektronn.net.prediction import predict_dense
 
 print('Load ELEKTRONN Core')
 
@@ -59,6 +60,16 @@ def _printOps(n):
 
 def _shape_str(shape):
     return '(' + ', '.join('None' if s is None else str(int(s)) for s in shape) + (',)' if len(shape) == 1 else ')')
+
+
+def _mfp_bookkeeping(offsets, strides, pool):
+    """The original's fragment record after an MFP layer with ``pool``: fragment offsets (new phase
+    outer, old fragment inner; an offset grows by phase times the old stride) and strides."""
+    n = len(pool)
+    offsets = np.zeros((1, n), dtype=int) if offsets is None else offsets
+    strides = [1] * n if strides is None else strides
+    new = [o + np.multiply(phase, strides) for phase in np.ndindex(*pool) for o in offsets]
+    return np.array(new, dtype=int), [int(s * p) for s, p in zip(strides, pool)]
 
 
 def _check_flag(value, name):
@@ -157,6 +168,7 @@ class MixedConvNN(nn.Module):
         self.output_strides = None
         self.mfp_strides = None
         self.mfp_offsets = None
+        self._atleast_single_mfp = False
         self.param_count = 0
         self.target = None
         self._compiled = False
@@ -223,9 +235,13 @@ class MixedConvNN(nn.Module):
             activation_func: ``'tanh'``, ``'relu'``, ``'sigmoid'``, ``'abs'``, ``'linear'`` or ``'maxout <k>'``.
             add_in_output_layers: Keep the layer aside in ``_output_layers`` (not part of the chain).
             force_no_dropout: No dropout in this layer even if the network enables dropout.
-            use_fragment_pooling: Max-fragment-pooling for dense prediction (batch size 1).
+            use_fragment_pooling: Max-fragment-pooling (MFP): pool every window position, so that
+                the network's output is dense (``output_strides`` 1 in the pooled dimensions) and
+                ``predictDense`` needs one pass per tile. Every pooling layer after an MFP layer
+                must use it too. See :mod:`elektronn.net.prediction`.
             reshape: Kept for compatibility; conv outputs always have their image shape.
-            is_last_layer: Output layer: no dropout, probabilities ``(bs, n_lab, [z,] x, y)``.
+            is_last_layer: Output layer: no dropout, probabilities ``(bs, n_lab, [z,] x, y)``; uses
+                MFP if any earlier layer did.
             layer_input_shape, layer_input: Not supported (layers are always stacked in order).
             W, b: Initial filters ``(nof, ch, *filter)`` and bias ``(nof,)`` instead of random ones.
             pooling_mode: ``'max'`` or ``'maxabs'``.
@@ -245,9 +261,6 @@ class MixedConvNN(nn.Module):
         if layer_input is not None or layer_input_shape is not None:
             raise NotImplementedError('addConvLayer(layer_input=..., layer_input_shape=...): connecting a layer to an '
                                       'arbitrary tensor is not supported; layers are applied in the order they are added')
-        if use_fragment_pooling:
-            raise NotImplementedError('addConvLayer(use_fragment_pooling=True): max-fragment-pooling is not available '
-                                      'in this version yet; predict densely with predictDense instead')
         if affinity is not False and affinity is not None and affinity not in (True, 'affinity', 'malis'):
             raise ValueError("addConvLayer: affinity must be False, True, 'affinity' or 'malis', got %r" % (affinity,))
         if affinity and self.n_dim != 3:
@@ -258,13 +271,16 @@ class MixedConvNN(nn.Module):
         if is_last_layer:
             print('Last Layer, by default: no dropout and reshaped outputs')
             force_no_dropout = True
+            use_fragment_pooling = use_fragment_pooling or self._atleast_single_mfp
+        use_fragment_pooling = _check_flag(use_fragment_pooling, 'use_fragment_pooling')
         dropout = self._enable_dropout and not force_no_dropout
         if affinity:
             cls = MalisLayer if affinity == 'malis' else AffinityLayer3d
         else:
             cls = ConvLayer2d if self.n_dim == 2 else ConvLayer3d
         layer = cls(self._shape, nof_filters, filter_size, pool_shape, activation_func=activation_func,
-                    enable_dropout=dropout, pooling_mode=pooling_mode, W=W, b=b)
+                    enable_dropout=dropout, pooling_mode=pooling_mode, W=W, b=b,
+                    use_fragment_pooling=use_fragment_pooling, dilation=self.mfp_strides)
         if affinity:
             print('Affinity output layer: %i classes for each of the 3 edge directions (z, x, y)' % nof_filters)
         layer.is_last_layer = bool(is_last_layer)
@@ -286,6 +302,10 @@ class MixedConvNN(nn.Module):
             self.layers.append(layer)
             self._shape = layer.output_shape_internal
             self.poolings.append(list(layer.pool))
+            if use_fragment_pooling:
+                self._atleast_single_mfp = True
+                self.mfp_offsets, self.mfp_strides = _mfp_bookkeeping(self.mfp_offsets, self.mfp_strides, layer.pool)
+                print('MFP: dense output; fragment strides now %s' % (self.mfp_strides,))
         cost = layer.n_multiplications * self._batch_factor()
         _printOps(cost)
         print('---')
@@ -494,6 +514,8 @@ class MixedConvNN(nn.Module):
         if isinstance(last, _ConvLayer):
             self.output_shape = (last.output_shape_internal[0], n_out) + tuple(last.output_shape_internal[2:])
             self.output_strides = [int(s) for s in np.prod(np.array(self.poolings), axis=0)]
+            if self.mfp_strides is not None:
+                self.output_strides = [s // m for s, m in zip(self.output_strides, self.mfp_strides)]
         else:
             self.output_shape = (last.output_shape_internal[0], n_out)
             self.output_strides = None
@@ -613,7 +635,7 @@ class MixedConvNN(nn.Module):
             return
         sizes = list(spatial)
         for layer in self.layers:
-            sizes = [(s - f + 1) // p for s, f, p in zip(sizes, layer.filter_size, layer.pool)]
+            sizes = layer.output_spatial(sizes)
             if min(sizes) < 1:
                 raise ValueError('data of spatial shape %s (array shape %s) is smaller than the field of view of this '
                                  'network' % (tuple(spatial), full_shape))
@@ -821,6 +843,18 @@ class MixedConvNN(nn.Module):
             self.train(was_training)
         result = torch.cat(parts)
         return (result.float() if probabilities else result).cpu().numpy()
+
+    def predictDense(self, raw_img, show_progress=True, offset=None, as_uint8=False, pad_raw=False):
+        """Predict every voxel of an image ``(ch, x, y)`` or volume ``(ch, x, y, z)`` (xyz order; a 2D
+        network predicts a volume slice by slice).
+
+        Integer input is divided by 255. Returns ``(n_lab, x', y'[, z'])`` probabilities (float32, or
+        uint8 scaled by 255 with ``as_uint8``), inset by the offset ``floor(fov / 2)`` per side, or
+        of the input's shape with ``pad_raw`` (mirror padding). Prints the tiling, progress and speed.
+        See :func:`elektronn.net.prediction.predict_dense` for the details and the voxel alignment.
+        """
+        return predict_dense(self, raw_img, show_progress=show_progress, offset=offset, as_uint8=as_uint8,
+                             pad_raw=pad_raw)
 
     # ------------------------------------------------------------------------------------------------
     # Training
@@ -1076,7 +1110,7 @@ class MixedConvNN(nn.Module):
         with torch.no_grad():
             for layer in self.layers:
                 if isinstance(layer, _ConvLayer):
-                    a = layer._convolve(x, layer.W, layer.b).float().cpu().numpy()
+                    a = layer.convolve(x).float().cpu().numpy()
                     out.append(a.transpose(0, 2, 1, 3, 4) if a.ndim == 5 else a)
                 x = layer(x)
         return out

@@ -25,63 +25,15 @@ Layouts are converted into this package's:
 """
 import io
 import os
-import pickle
 
 import numpy as np
+
+from elektronn.safe_pickle import ArrayUnpickler, RefusedGlobal
 
 __all__ = ['read_legacy_param_file', 'reorder_flattened_inputs', 'FLATTEN_ORDER_KEY']
 
 #: Key marking a perceptron entry whose weight rows are still in the original's 3D flatten order.
 FLATTEN_ORDER_KEY = 'theano_flatten_order'
-
-# The only callables a NumPy array pickle needs, taken from NumPy itself so that the names written
-# by old (``numpy.core``) and new (``numpy._core``) NumPy both resolve to them.
-_RECONSTRUCT = np.zeros(1).__reduce__()[0]
-_SCALAR = np.float32(0).__reduce__()[0]
-
-
-class _RefusedGlobal(pickle.UnpicklingError):
-    pass
-
-
-def _latin1_encode(text, encoding, errors='strict'):
-    """Python 3 writes byte strings into protocol-2 pickles as ``_codecs.encode(text, 'latin1')``."""
-    if not isinstance(text, str) or encoding not in ('latin1', 'latin-1'):
-        raise _RefusedGlobal('_codecs.encode with %r' % (encoding,))
-    return text.encode('latin1')
-
-
-def _empty_bytes(*args):
-    """Python 3 writes ``b''`` into protocol-2 pickles as ``bytes()``."""
-    if args:
-        raise _RefusedGlobal('bytes with arguments')
-    return b''
-
-
-_ALLOWED_GLOBALS = {
-    ('numpy', 'ndarray'): np.ndarray,
-    ('numpy', 'dtype'): np.dtype,
-    ('_codecs', 'encode'): _latin1_encode,
-    ('__builtin__', 'bytes'): _empty_bytes,
-    ('builtins', 'bytes'): _empty_bytes,
-}
-for _module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-    _ALLOWED_GLOBALS[(_module, '_reconstruct')] = _RECONSTRUCT
-    _ALLOWED_GLOBALS[(_module, 'scalar')] = _SCALAR
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """An unpickler that resolves no global but those NumPy arrays need."""
-
-    def find_class(self, module, name):
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise _RefusedGlobal('%s.%s' % (module, name)) from None
-
-    def persistent_load(self, pid):
-        raise _RefusedGlobal('a persistent object reference')
-
 
 def _check_plain(value, path, where):
     """Raise unless ``value`` is made of numeric arrays, numbers, strings and lists/tuples only."""
@@ -103,12 +55,12 @@ def _read_records(path):
         data = f.read()
     stream = io.BytesIO(data)
     # Python 2 wrote the array buffers as byte strings; latin-1 maps them to str 1:1 for NumPy.
-    unpickler = _ArrayUnpickler(stream, encoding='latin1')
+    unpickler = ArrayUnpickler(stream, encoding='latin1')
     records = []
     while stream.tell() < len(data):
         try:
             record = unpickler.load()
-        except _RefusedGlobal as e:
+        except RefusedGlobal as e:
             raise ValueError('%r was refused: its record %i references %s, which a parameter file never contains '
                              '(loading it could run code). Only load parameter files from sources you trust.'
                              % (path, len(records), e)) from None

@@ -34,6 +34,7 @@ import urllib.request
 import numpy as np
 
 from elektronn.training import warping
+from elektronn.safe_pickle import ArrayUnpickler
 from elektronn.utils import atomic_path
 
 __all__ = ['Data', 'BalancedData', 'MNISTData', 'load_mnist_pickle', 'mnist_cache_path', 'DATA_DIR_ENV']
@@ -278,38 +279,6 @@ MNIST_SHA256 = 'd70fcb5813e7caf5aa503988c81d6ed50dd999f58bed10b6cc81437bcbc1eaa4
 
 _MNIST_FILE = 'mnist.pkl.gz'
 
-# The globals a pickle of NumPy arrays needs (NumPy 1.x and 2.x module paths). Tuples and lists
-# are built by pickle opcodes and need no globals.
-_SAFE_GLOBALS = {
-    ('numpy', 'ndarray'), ('numpy', 'dtype'),
-    ('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
-    ('numpy.core.numeric', '_frombuffer'), ('numpy._core.numeric', '_frombuffer'),
-}
-
-
-def _latin1_encode(text, encoding='latin1', errors='strict'):
-    """``_codecs.encode`` as Python 3 pickles of ``bytes`` use it, restricted to latin-1."""
-    if encoding.replace('-', '').lower() not in ('latin1', 'iso88591') or not isinstance(text, str):
-        raise pickle.UnpicklingError('refusing _codecs.encode with encoding %r' % (encoding,))
-    return text.encode('latin1', errors)
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """An unpickler that builds NumPy arrays, tuples and lists and refuses every other object."""
-
-    def find_class(self, module, name):
-        if (module, name) in _SAFE_GLOBALS:
-            return super().find_class(module, name)
-        if (module, name) == ('_codecs', 'encode'):
-            return _latin1_encode
-        raise pickle.UnpicklingError('the pickle refers to %s.%s; only NumPy arrays, tuples and lists are loaded'
-                                     % (module, name))
-
-    def persistent_load(self, pid):
-        raise pickle.UnpicklingError('the pickle refers to a persistent object; only NumPy arrays, tuples and lists '
-                                     'are loaded')
-
-
 def _open_maybe_gzip(path):
     with open(path, 'rb') as f:
         magic = f.read(2)
@@ -341,9 +310,10 @@ def load_mnist_pickle(path):
         raise FileNotFoundError('MNIST data file %r does not exist. %s' % (path, _mnist_help(path)))
     try:
         with _open_maybe_gzip(path) as f:
-            sets = _ArrayUnpickler(f, encoding='latin1').load()
+            sets = ArrayUnpickler(f, encoding='latin1').load()
     except pickle.UnpicklingError as e:
-        raise ValueError('%r cannot be loaded as MNIST data: %s. %s' % (path, e, _mnist_help(path))) from None
+        raise ValueError('%r cannot be loaded as MNIST data: it refers to %s, but only NumPy arrays, tuples and '
+                         'lists are loaded. %s' % (path, e, _mnist_help(path))) from None
     except (EOFError, OSError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
         raise ValueError('%r is not a readable MNIST pickle (corrupt or truncated?): %s: %s. %s'
                          % (path, type(e).__name__, e, _mnist_help(path))) from None

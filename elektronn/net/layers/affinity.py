@@ -30,18 +30,19 @@ class AffinityLayer3d(ConvLayer3d):
         filter_size, pool_shape, activation_func, enable_dropout, pooling_mode: As for
             :class:`~elektronn.net.layers.conv.ConvLayer3d`.
         W, b: Initial values of shape ``(3 * n_lab, ch, fz, fx, fy)`` and ``(3 * n_lab,)``.
+        use_fragment_pooling, dilation: Max-fragment-pooling, as for ``ConvLayer3d``.
     """
 
     n_edges = N_EDGES
 
     def __init__(self, input_shape, n_lab, filter_size, pool_shape=1, activation_func='linear',
-                 enable_dropout=False, pooling_mode='max', W=None, b=None):
+                 enable_dropout=False, pooling_mode='max', W=None, b=None, use_fragment_pooling=False, dilation=None):
         if isinstance(n_lab, bool) or not isinstance(n_lab, (int, np.integer)) or n_lab < 1:
             raise ValueError('an affinity layer needs a positive number of classes per edge, got %r' % (n_lab,))
         self.n_lab_per_edge = int(n_lab)
         super().__init__(input_shape, self.n_edges * int(n_lab), filter_size, pool_shape=pool_shape,
                          activation_func=activation_func, enable_dropout=enable_dropout, pooling_mode=pooling_mode,
-                         W=W, b=b)
+                         W=W, b=b, use_fragment_pooling=use_fragment_pooling, dilation=dilation)
         if self.maxout > 1:
             raise ValueError('an affinity layer cannot use maxout (%r)' % (self.activation_func,))
 

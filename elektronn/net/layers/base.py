@@ -30,6 +30,14 @@ _ACTIVATION_FUNCTIONS = {
     'linear': None,
 }
 
+_INPLACE_ACTIVATION_FUNCTIONS = {
+    'tanh': torch.tanh_,
+    'relu': torch.relu_,
+    'sigmoid': torch.sigmoid_,
+    'abs': torch.abs_,
+    'linear': None,
+}
+
 
 def parse_activation(activation_func):
     """Canonical activation name and maxout factor for ``activation_func``.
@@ -108,17 +116,20 @@ class _Layer(nn.Module):
             return torch.zeros(shape, dtype=like.dtype, device=like.device)
         return torch.bernoulli(torch.full(shape, keep, dtype=like.dtype, device=like.device)) / keep
 
-    def activate(self, lin):
-        """Apply the activation function (and maxout over consecutive channel groups)."""
+    def activate(self, lin, inplace=False):
+        """Apply the activation function (and maxout over consecutive channel groups); ``inplace``
+        overwrites ``lin``."""
         if self.maxout > 1:
             k = self.maxout
             sh = lin.shape
             return lin.reshape(sh[0], sh[1] // k, k, *sh[2:]).amax(dim=2)
-        fn = _ACTIVATION_FUNCTIONS[self.activation_func]
+        fn = (_INPLACE_ACTIVATION_FUNCTIONS if inplace else _ACTIVATION_FUNCTIONS)[self.activation_func]
         return lin if fn is None else fn(lin)
 
     def forward(self, x):
-        return self.activate(self.linear(x))
+        # Without autograd the linear output is needed by nobody else: activating it in place saves
+        # allocating (and first touching) another map as large, which matters for large inputs.
+        return self.activate(self.linear(x), inplace=not torch.is_grad_enabled())
 
     def linear(self, x):  # pragma: no cover - abstract
         raise NotImplementedError
