@@ -9,7 +9,8 @@
 # The network is the one of neuro_3d_config.py, trained for 4.5 minutes (SGD with a higher learning
 # rate than the original example's 0.005, so that the run shows results quickly): on 2 CPU cores the
 # validation error falls from the all-background level (about 22 %, the share of membrane voxels)
-# to well below 10 %. Previews of the two preview cubes are written after 1.5 and 4.2 minutes.
+# below 10 % within a minute and to about 4 % at the end (measured: 2600 steps, 4 min 57 s for the
+# whole command on first use). Previews of the two preview cubes follow after 1.5 and 4.2 minutes.
 
 from elektronn.data.synthetic import get_synthetic_neuro_data
 _synthetic = get_synthetic_neuro_data()

@@ -15,6 +15,7 @@ import pytest
 from elektronn.training import CNNData
 from elektronn.training import cubes as cubes_mod
 from elektronn.training.augmentation import allowed_permutations, grey_augment_params
+from pipeline_helpers import process_alive
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -953,15 +954,7 @@ def test_workers_draw_the_streams_of_their_own_seeds(tmp_path):
         got = [w.get()[0] for _ in range(12)]            # the workers' first batches arrive in any order
         pids = w.pids
     assert all(any(np.array_equal(g, e) for g in got) for e in expected)
-    assert all(not os.path.exists('/proc/%i' % p) or _zombie_free(p) for p in pids)
-
-
-def _zombie_free(pid):
-    try:
-        with open('/proc/%i/stat' % pid) as f:
-            return f.read().split(')')[-1].split()[0] != 'Z'
-    except FileNotFoundError:
-        return True
+    assert not any(process_alive(p) for p in pids)                  # shut down and reaped
 
 
 def test_console_change_of_warp_on_reaches_the_workers_and_a_bad_one_is_reported(tmp_path):

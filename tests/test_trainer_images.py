@@ -14,13 +14,14 @@ from elektronn.training.config import Config, ConfigError
 from elektronn.training.trainer import Trainer
 from elektronn.training.workers import WorkerError
 
-from pipeline_helpers import write_config
+from pipeline_helpers import process_alive, write_config
 
 #: A tiny 3D net: input (z, x, y) = (5, 21, 21), field of view (3, 7, 7), output (3, 8, 8) at stride (1, 2, 2).
 TINY_3D = dict(
     save_name='tiny', n_dim=3, desired_input=[21, 21, 5], filters=[[2, 2, 1], [3, 3, 3]], pool=[[2, 2, 1], [1, 1, 1]],
     nof_filters=[4, 4], activation_func='relu', batch_size=1, mode='img-img', n_lab=2,
-    d_files=[('raw_0.h5', 'raw'), ('raw_1.h5', 'raw')], l_files=[('barrier_int16_0.h5', 'lab'), ('barrier_int16_1.h5', 'lab')],
+    d_files=[('raw_0.h5', 'raw'), ('raw_1.h5', 'raw')],
+    l_files=[('barrier_int16_0.h5', 'lab'), ('barrier_int16_1.h5', 'lab')],
     valid_cubes=[1], grey_augment_channels=[0], flip_data=True, anisotropic_data=True, warp_on=0.5,
     n_steps=30, max_runtime=600, monitor_batch_size=2, history_freq=[10], plot_on=False,
     SGD_params=dict(LR=0.01, momentum=0.9), initial_prev_h=0.0, prev_save_h=100.0,
@@ -55,14 +56,6 @@ def make_trainer(tmp_path, folder, **values):
     return t
 
 
-def _alive(pid):
-    try:
-        with open('/proc/%i/stat' % pid) as f:
-            return f.read().split(')')[-1].split()[0] != 'Z'
-    except FileNotFoundError:
-        return False
-
-
 def test_img_img_run_debug_batch_previews_and_workers(tmp_path, em_folder):
     t = make_trainer(tmp_path, em_folder, background_processes=2)
     assert type(t.data).__name__ == 'CNNData' and t.data.n_lab == 2 and len(t.preview_data) == 2
@@ -83,7 +76,7 @@ def test_img_img_run_debug_batch_previews_and_workers(tmp_path, em_folder):
             pids.extend(t.workers.pids)
     t._trainStep = record_pids
     assert t.run() == 'finished' and t.state.step == 30
-    assert len(pids) == 2 and t.workers is None and not any(_alive(p) for p in pids)   # reaped: no zombies
+    assert len(pids) == 2 and t.workers is None and not any(process_alive(p) for p in pids)   # reaped: no zombies
     names = set(os.listdir(t.save_path))
     # one preview (at 0 h; the next is due after 100 h) of both cubes: output z-slices 0 and 1, both classes
     for k in (0, 1):

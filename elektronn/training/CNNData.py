@@ -536,11 +536,9 @@ class CNNData:
 
     def _check_classes(self, cubes):
         """Detect ``n_lab`` or check every label against it; attach the lazy-label masks."""
-        if self.float_label:
+        if self.float_label or self.affinity:  # regression targets and segment ids are not classes
             if self.n_lab is None:
                 self.n_lab = 1
-        elif self.affinity:
-            pass  # segment ids: any value is fine (int16 was checked when loading)
         else:
             highest = max([c.label_range[1] for c in cubes if c.label_range is not None] or [-1])
             if self.n_lab is None:
