@@ -69,7 +69,8 @@ target = 'nll'
 data_path = '/'
 # (*) Folder of the label files.
 label_path = '/'
-# (*) Raw data cubes: list of (h5 file name, dataset key).
+# (*) Raw data cubes: list of (h5 file name, dataset key), optionally with a region as third
+# element, e.g. dict(z=(0, 24)).
 d_files = []
 # (*) Label cubes: list of (h5 file name, dataset key), in the order of d_files.
 l_files = []
@@ -93,7 +94,7 @@ lazy_labels = False
 # background_processes).
 warp_on = False
 # 'img-scalar' only, when the images do not fit a valid input size: 'crop', 'keep' (next smaller
-# size), '0-pad', 'mirror' (next larger size) or 'reject'.
+# size), '0-pad', 'mirror', 'c-pad' (next larger size; c-pad: the border mean) or 'reject'.
 border_mode = 'crop'
 # 'standardise' (zero mean, unit std over all pixels) or None.
 pre_process = None

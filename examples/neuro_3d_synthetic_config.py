@@ -2,11 +2,15 @@
 #
 # On first use the data set (3 anisotropic EM-like cubes with barrier labels and 2 preview cubes) is
 # generated into $ELEKTRONN_HOME/synthetic_neuro (default ~/.ELEKTRONN/synthetic_neuro), which takes
-# a few seconds; later runs reuse it. Run
+# about 20 seconds; later runs reuse it. Run
 #
 #     elektronn-train neuro_3d_synthetic_config.py
 #
-# The network is the one of neuro_3d_config.py; the run is short enough for a laptop CPU.
+# The network is the one of neuro_3d_config.py, trained for 4.5 minutes (SGD with a higher learning
+# rate than the original example's 0.005, so that the run shows results quickly): on 2 CPU cores the
+# validation error falls from the all-background level (about 22 %, the share of membrane voxels)
+# below 10 % within a minute and to about 4 % at the end (measured: 2600 steps, 4 min 57 s for the
+# whole command on first use). Previews of the two preview cubes follow after 1.5 and 4.2 minutes.
 
 from elektronn.data.synthetic import get_synthetic_neuro_data
 _synthetic = get_synthetic_neuro_data()
@@ -18,8 +22,8 @@ plot_on = True
 print_status = True
 device = False
 param_save_h = 1.0
-initial_prev_h = 0.02                   # a first preview after about a minute
-prev_save_h = 0.04
+initial_prev_h = 0.025                  # a first preview after 1.5 minutes of training
+prev_save_h = 0.045                     # and one more before the end
 
 ### Paths and general ###
 save_name = 'neuro_3d_synthetic'
@@ -67,7 +71,7 @@ del _synthetic
 
 ### Optimisation ###
 n_steps = 10**12
-max_runtime = 5 * 60                    # seconds
+max_runtime = 270                       # seconds of training (+ about 30 s to start, 20 s more on first use)
 history_freq = [100]
 monitor_batch_size = 10
 weight_decay = 0.0001
@@ -76,4 +80,4 @@ label_prop_thresh = None
 optimizer = 'SGD'
 LR_decay = 0.993
 LR_schedule = None
-SGD_params = dict(LR=0.005, momentum=0.9)
+SGD_params = dict(LR=0.02, momentum=0.9)

@@ -1,4 +1,4 @@
-"""Helpers for the pipeline tests: small config files for the synthetic data classes."""
+"""Helpers for the pipeline tests: small config files for the synthetic data classes, process checks."""
 import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -26,3 +26,12 @@ def write_config(folder, name='cfg.py', base=BLOB_CNN, lines=(), **values):
         for line in lines:
             f.write(line + '\n')
     return path
+
+
+def process_alive(pid):
+    """Whether process ``pid`` exists and is not a zombie (Linux /proc)."""
+    try:
+        with open('/proc/%i/stat' % pid) as f:
+            return f.read().split(')')[-1].split()[0] != 'Z'
+    except FileNotFoundError:
+        return False

@@ -5,6 +5,7 @@ number made from them), so every patch tells where it was cut from and labels ca
 against the data voxel they belong to.
 """
 import copy
+import os
 import pickle
 
 import h5py
@@ -14,6 +15,7 @@ import pytest
 from elektronn.training import CNNData
 from elektronn.training import cubes as cubes_mod
 from elektronn.training.augmentation import allowed_permutations, grey_augment_params
+from pipeline_helpers import process_alive
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -629,18 +631,30 @@ def test_cubes_too_large_for_memory_are_read_from_disk(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_affinity_labels():
-    seg = np.zeros((1, 2, 3, 3), np.int16)
-    seg[0, :, :, 0] = 5
-    seg[0, :, :, 2] = 5      # two separate pieces of id 5: relabelled as two segments
-    seg[0, 1, 1, 1] = 7
-    from elektronn.training.CNNData import _make_affinities
-    aff, relabelled = _make_affinities(seg)
-    assert aff.shape == (1, 3, 2, 3, 3)
-    assert aff[0, 0, 0, 0, 0] == 1 and aff[0, 0, 1, 0, 0] == 0      # z edge; the last z has no edge
-    assert aff[0, 1, 0, 0, 0] == 1 and aff[0, 2, 0, 0, 0] == 0      # x edge within id 5; y edge to background
-    assert aff[0, 0, 0, 1, 1] == 0                                  # background never connects
-    assert len(np.unique(relabelled)) == 4 and relabelled[0, 0, 0, 0] == 1 and relabelled[0, 0, 0, 2] == 2
+def test_affinity_labels_from_segment_ids():
+    """Segment ids of any size become affinity graphs (n_lab = 2 classes per edge) and, for MALIS, the
+    relabelled segmentation in which objects of a single voxel are background (size_thresh=1)."""
+    from elektronn.training.affinities import make_affinities
+    rng = np.random.default_rng(5)
+    seg = rng.integers(0, 4, (8, 14, 14)).astype(np.int16) * 100    # ids 0..300, many one-voxel pieces
+    seg[:, 2:9, 3:10] = 7                                             # and one big object
+    raw = seg.astype(np.float32)[:, None]                             # (z, ch, x, y): the data shows the ids
+    for target in ('affinity', 'malis'):
+        data = CNNData(patch_size=(4, 10, 10), stride=1, offset=(1, 2, 2), n_dim=3, affinity=target,
+                       zchxy_order=True, seed=0)
+        data.addDataFromNdarray(raw, seg)
+        assert data.n_lab == 2
+        batch = data.getbatch(2, strided=False, flip=False)
+        assert len(batch) == (3 if target == 'malis' else 2)
+        ids = np.stack([inner(d, (1, 2, 2)) for d in batch[0]]).astype(np.int16)
+        aff, relabelled = make_affinities(ids, size_thresh=1)
+        np.testing.assert_array_equal(batch[1], aff)
+        assert batch[1].shape == (2, 3, 2, 6, 6) and batch[1].dtype == np.int16
+        if target == 'malis':
+            np.testing.assert_array_equal(batch[2], relabelled)
+            assert not np.array_equal(relabelled, make_affinities(ids, size_thresh=0)[1])
+    with pytest.raises(ValueError, match='n_lab counts the classes per edge'):
+        CNNData(patch_size=(4, 10, 10), stride=1, offset=(1, 2, 2), n_dim=3, affinity='malis', n_lab=3)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -883,20 +897,97 @@ def test_warp_on_without_warping_module_says_so(ok_files, monkeypatch):
         data.getbatch(1, warp_on=True)
 
 
-# Needs the real elektronn.training.warping
-# ----------------------------------------------------------------------------------------------------
+def _is_plain_crop(patch):
+    """Whether a coded 3D patch ``(z, ch, x, y)`` is an axis-aligned crop (codes step by 1 along y)."""
+    x, y, z = decode(patch[:, 0])
+    return bool(np.all(np.diff(y, axis=2) == 1) and np.all(np.diff(x, axis=1) == 1))
+
+
 def test_warping_keeps_3d_registration_and_counts(tmp_path):
-    pytest.importorskip('elektronn.training.warping')
+    """The real 3D warp: data and labels stay registered voxel by voxel; ``warp_on=0.7`` warps about
+    70 % of the patches (the attribute being getbatch's default); enlarged patches that do not fit
+    fall back to plain ones and are counted."""
     d_files, l_files = coded_pair(tmp_path, (32, 32, 16), (30, 30, 14))
     data = load(tmp_path, d_files, l_files, patch_size=(3, 13, 13), stride=1, offset=(1, 3, 3), n_dim=3,
                 n_lab=32767)
+    warped = 0
     for _ in range(10):
         d, l = data.getbatch(1, warp_on=True, flip=False, strided=False)
         np.testing.assert_array_equal(l[0], inner(d[0], (1, 3, 3)))
+        warped += not _is_plain_crop(d[0])
     assert data.n_successful_warp == 10 and data.n_failed_warp == 0
-    data.warp_on = 0.5                       # the attribute is the default for getbatch
-    data.getbatch(20)
-    assert 10 + 3 < data.n_successful_warp < 10 + 17
+    assert warped >= 8                       # rotation, shear, stretch: (almost) never an axis-aligned crop
+    data.warp_on = 0.7
+    d, l = data.getbatch(200, flip=False, strided=False)
+    assert data.n_failed_warp == 0 and 10 + 120 < data.n_successful_warp < 10 + 160
+    plain = sum(_is_plain_crop(p) for p in d)
+    assert 200 - (data.n_successful_warp - 10) <= plain <= 200 - (data.n_successful_warp - 10) + 10
+    for k in range(200):
+        np.testing.assert_array_equal(l[k], inner(d[k], (1, 3, 3)))
     big = load(tmp_path, d_files, l_files, patch_size=(3, 31, 31), stride=1, offset=(1, 3, 3), n_dim=3, n_lab=32767)
-    big.getbatch(3, warp_on=True)
-    assert big.n_failed_warp + big.n_successful_warp == 3 and big.n_failed_warp >= 1
+    d, l = big.getbatch(20, warp_on=0.7, flip=False, strided=False)
+    assert big.n_failed_warp + big.n_successful_warp in range(8, 21) and big.n_failed_warp >= 8
+    for k in range(20):
+        np.testing.assert_array_equal(l[k], inner(d[k], (1, 3, 3)))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Background workers with CNNData
+# ----------------------------------------------------------------------------------------------------
+def _warp_data(tmp_path):
+    d_files, l_files = coded_pair(tmp_path, (32, 32, 16), (30, 30, 14))
+    return load(tmp_path, d_files, l_files, patch_size=(3, 13, 13), stride=1, offset=(1, 3, 3), n_dim=3,
+                n_lab=32767)
+
+
+def test_workers_draw_the_streams_of_their_own_seeds(tmp_path):
+    from elektronn.training.workers import BackgroundWorkers
+    data = _warp_data(tmp_path)
+    kw = dict(batch_size=2, warp_on=0.7)
+    expected = []
+    for seed in (11, 22):
+        twin = copy.deepcopy(data)
+        twin.reseed(seed)
+        expected.append(twin.getbatch(**kw)[0])
+    assert not np.array_equal(*expected)
+    with BackgroundWorkers(data, kw, n_proc=2, seeds=[11, 22]) as w:
+        got = [w.get()[0] for _ in range(12)]            # the workers' first batches arrive in any order
+        pids = w.pids
+    assert all(any(np.array_equal(g, e) for g in got) for e in expected)
+    assert not any(process_alive(p) for p in pids)                  # shut down and reaped
+
+
+def test_console_change_of_warp_on_reaches_the_workers_and_a_bad_one_is_reported(tmp_path):
+    from elektronn.training.workers import BackgroundWorkers, WorkerError
+    data = _warp_data(tmp_path)
+    with BackgroundWorkers(data, dict(batch_size=4, flip=False), n_proc=2, seeds=[1, 2]) as w:
+        assert all(_is_plain_crop(p) for _ in range(3) for p in w.get()[0])          # warp_on=False
+        data.warp_on = True                                                            # as in the console
+        assert w.update({'warp_on': True}) == ['warp_on']
+        batches = [w.get() for _ in range(4)]
+        assert sum(_is_plain_crop(p) for d, _ in batches for p in d) <= 1
+        for d, l in batches:
+            np.testing.assert_array_equal(l[0], inner(d[0], (1, 3, 3)))
+        w.update({'warp_on': 5})
+        with pytest.raises(WorkerError, match=r'(?s)Traceback.*CNNData\.py.*warp_on must be True, False or a fraction'):
+            for _ in range(20):
+                w.get()
+
+
+@pytest.mark.skipif(not os.path.exists('/proc/self/smaps_rollup'), reason='needs Linux /proc/<pid>/smaps_rollup')
+def test_workers_share_the_loaded_cubes_instead_of_copying_them():
+    from elektronn.training.workers import BackgroundWorkers
+    raw = np.full((24, 1, 1024, 1024), 0.5, np.float32)       # 96 MiB, every page touched
+    lab = np.ones((20, 1000, 1000), np.int16)
+    data = CNNData(patch_size=(3, 13, 13), stride=1, offset=(1, 3, 3), n_dim=3, n_lab=2, zchxy_order=True, seed=0)
+    data.addDataFromNdarray(raw, lab)
+    assert np.shares_memory(data.train_d[0], raw)
+    with BackgroundWorkers(data, dict(batch_size=4), n_proc=2, seeds=[1, 2]) as w:
+        for _ in range(20):
+            w.get()
+        private = []
+        for pid in w.pids:
+            with open('/proc/%i/smaps_rollup' % pid) as f:
+                fields = dict(line.split(':', 1) for line in f if ':' in line)
+            private.append(sum(int(fields[k].split()[0]) for k in ('Private_Clean', 'Private_Dirty')) * 1024)
+    assert max(private) < raw.nbytes / 4, private

@@ -110,7 +110,7 @@ def test_typo_suggests_the_nearest_name(tmp_path, key, suggestion):
     ('target', 'nl', "'target' must be one of"),
     ('history_freq', [10, 20], "'history_freq' must be a list holding one integer"),
     ('warp_on', 1.5, "'warp_on' must be True/False or the fraction"),
-    ('border_mode', 'c-pad', "'border_mode' 'c-pad' was documented by the original"),
+    ('d_files', [('raw.h5', 'raw', dict(t=(0, 2)))], "'d_files' entry.0.: the region must be a dict"),
     ('LR_schedule', [(100, 0.01), (50, 0.001)], "'LR_schedule' must be None or a list of .*steps must increase"),
     ('SGD_params', dict(lr=0.1), r"'SGD_params' has no setting 'lr' \(did you mean 'LR'\?\)"),
     ('label_prop_thresh', 0.3, "'label_prop_thresh' must be a number > 0.5 and < 1, or None"),

@@ -10,17 +10,10 @@ import pytest
 
 from elektronn.training.workers import AttributeWatcher, BackgroundWorkers, WorkerError
 
+from pipeline_helpers import process_alive as _alive
 from synthetic_data import ProbeData
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _alive(pid):
-    try:
-        with open('/proc/%i/stat' % pid) as f:
-            return f.read().split(')')[-1].split()[0] != 'Z'
-    except FileNotFoundError:
-        return False
 
 
 def _wait_gone(pids, seconds=5.0):

@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 from elektronn.training import cubes as _cubes
+from elektronn.training.affinities import make_affinities
 from elektronn.training.augmentation import allowed_permutations, grey_augment, random_flip
 
 __all__ = ['CNNData']
@@ -111,8 +112,10 @@ class CNNData:
         pre_process: ``None`` or ``'standardise'`` (subtract the mean, divide by the mean std).
         upright_x: 2D: only mirror y (keeps upright images upright).
         float_label: Regression targets: labels are float32 instead of int16.
-        affinity: ``False``, ``'affinity'`` or ``'malis'``: 3D labels are segment ids and batches
-            carry the affinity graph (``'malis'``: and the relabelled segmentation).
+        affinity: ``False``, ``'affinity'`` or ``'malis'``: 3D labels are segment ids (0 =
+            background, negative = ignore) and batches carry their affinity graph (``'malis'``: and
+            the relabelled segmentation), see :func:`elektronn.training.affinities.make_affinities`.
+            ``n_lab`` is then the number of classes per edge, 2.
         anisotropic_data: Correctly spelt alias of ``anistropic_data``.
         seed: Seed of the random number generator (``None``: fresh entropy). See :meth:`reseed`.
 
@@ -144,6 +147,12 @@ class CNNData:
             raise ValueError("affinity must be False, 'affinity' or 'malis', got %r" % (affinity,))
         if affinity and (n_dim != 3 or mode != 'img-img'):
             raise ValueError('affinity=%r needs 3D img-img data (n_dim=3, mode=img-img)' % (affinity,))
+        if affinity and n_lab is not None and n_lab != 2:
+            raise ValueError('affinity=%r: n_lab counts the classes per edge of the affinity graph (disconnected, '
+                             'connected), so it must be 2 (or None), got %r; the labels are segment ids of any value'
+                             % (affinity, n_lab))
+        if affinity:
+            n_lab = 2
         if anisotropic_data is not None:
             if anistropic_data and not anisotropic_data:
                 raise TypeError('anistropic_data=%r and anisotropic_data=%r contradict each other; give one of them'
@@ -527,7 +536,7 @@ class CNNData:
 
     def _check_classes(self, cubes):
         """Detect ``n_lab`` or check every label against it; attach the lazy-label masks."""
-        if self.float_label:
+        if self.float_label or self.affinity:  # regression targets and segment ids are not classes
             if self.n_lab is None:
                 self.n_lab = 1
         else:
@@ -715,7 +724,7 @@ class CNNData:
             label = np.ascontiguousarray(self._stridedLabels(label))
         ret = [images, label]
         if self.affinity:
-            aff, seg = _make_affinities(label)
+            aff, seg = make_affinities(label, size_thresh=1)
             ret = [images, aff, seg] if self.affinity == 'malis' else [images, aff]
         if ret_info:
             ret += [np.array([i[0] for i in infos], dtype=np.int16), np.array([i[1] for i in infos], dtype=np.int16)]
@@ -929,40 +938,3 @@ def _warping_module():
                            'set warp_on=False' % e) from e
     return warping
 
-
-def _make_affinities(labels, nhood=None):
-    """Affinity graph of segment-id label volumes ``(bs, z, x, y)``.
-
-    Edge ``e`` of voxel ``p`` is 1 when ``p`` and ``p + nhood[e]`` carry the same positive id
-    (edges leaving the volume are 0). The segmentation is relabelled by the connected components
-    of that graph (ids from 1 in scan order; non-positive ids stay 0).
-
-    Returns:
-        ``(aff (bs, n_edges, z, x, y) int16, seg (bs, z, x, y) int32)``.
-    """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-    nhood = np.eye(3, dtype=np.int64) if nhood is None else np.asarray(nhood, dtype=np.int64)
-    bs, shape = labels.shape[0], labels.shape[1:]
-    aff = np.zeros((bs, len(nhood)) + shape, dtype=np.int16)
-    seg = np.zeros(labels.shape, dtype=np.int32)
-    index = np.arange(int(np.prod(shape))).reshape(shape)
-    for b in range(bs):
-        lab = labels[b]
-        rows, cols = [], []
-        for e, step in enumerate(nhood):
-            src = tuple(slice(max(0, -k), n - max(0, k)) for k, n in zip(step, shape))
-            dst = tuple(slice(max(0, k), n - max(0, -k)) for k, n in zip(step, shape))
-            same = (lab[src] == lab[dst]) & (lab[src] > 0)
-            aff[b, e][src] = same
-            rows.append(index[src][same])
-            cols.append(index[dst][same])
-        rows, cols = np.concatenate(rows), np.concatenate(cols)
-        graph = coo_matrix((np.ones(rows.size, np.int8), (rows, cols)), shape=(index.size,) * 2)
-        _, comp = connected_components(graph, directed=False)
-        comp = comp.reshape(shape)
-        fg = lab > 0
-        _, first, inverse = np.unique(comp[fg], return_index=True, return_inverse=True)
-        rank = np.argsort(np.argsort(first))  # number the components in scan order of their first voxel
-        seg[b][fg] = rank[inverse.reshape(-1)] + 1
-    return aff, seg

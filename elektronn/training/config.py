@@ -49,7 +49,7 @@ DEFAULT_SAVE_ROOT = '~/CNN_Training/'
 MODES = ('img-img', 'img-scalar', 'vect-scalar')
 TARGETS = ('nll', 'regression', 'nll_mutiple_binary', 'nll_weak', 'affinity', 'malis')
 OPTIMIZER_NAMES = ('SGD', 'CG', 'RPROP', 'LBFGS', 'Adam')
-BORDER_MODES = ('crop', 'keep', '0-pad', 'mirror', 'reject')
+BORDER_MODES = ('crop', 'keep', '0-pad', 'mirror', 'c-pad', 'reject')
 
 _PATH_KEYS = ('save_path', 'param_file', 'data_path', 'label_path', 'preview_data_path')
 
@@ -224,8 +224,17 @@ def _dropout(v):
 
 
 def _files(v):
-    if not _is_seq(v) or not all(_is_seq(x) and len(x) == 2 and all(isinstance(s, str) for s in x) for x in v):
-        raise _Invalid("must be a list of (h5 file name, dataset key) pairs, e.g. [('raw_0.h5', 'raw')]")
+    if not _is_seq(v) or not all(_is_seq(x) and len(x) in (2, 3) and all(isinstance(s, str) for s in x[:2])
+                                 for x in v):
+        raise _Invalid("must be a list of (h5 file name, dataset key) pairs, e.g. [('raw_0.h5', 'raw')], optionally "
+                       "with a region: ('stack.h5', 'raw', dict(z=(0, 24)))")
+    from elektronn.training.cubes import parse_file_entry
+    for k, x in enumerate(v):
+        if len(x) == 3:
+            try:
+                parse_file_entry(x, 'entry', k)
+            except ValueError as e:
+                raise _Invalid(str(e)) from None
     return [tuple(x) for x in v]
 
 
@@ -238,9 +247,6 @@ def _warp_on(v):
 
 
 def _border_mode(v):
-    if v == 'c-pad':
-        raise _Invalid("'c-pad' was documented by the original ELEKTRONN but never implemented; "
-                       "use '0-pad' or 'mirror'")
     return _choice(*BORDER_MODES)(v)
 
 
@@ -397,7 +403,8 @@ MASTER_PARAMS = (
 
     _p('data_path', '/', _S_DATA, '*', 'Folder of the raw data files (file names are appended to it).', _str),
     _p('label_path', '/', _S_DATA, '*', 'Folder of the label files.', _str),
-    _p('d_files', [], _S_DATA, '*', 'Raw data cubes: list of (h5 file name, dataset key).', _files),
+    _p('d_files', [], _S_DATA, '*', 'Raw data cubes: list of (h5 file name, dataset key), optionally with a '
+       "region as third element, e.g. dict(z=(0, 24)).", _files),
     _p('l_files', [], _S_DATA, '*', 'Label cubes: list of (h5 file name, dataset key), in the order of d_files.',
        _files),
     _p('cube_prios', None, _S_DATA, '', 'Relative sampling weights of the training cubes, or None (proportional '
@@ -417,7 +424,8 @@ MASTER_PARAMS = (
     _p('warp_on', False, _S_DATA, '', 'Warping augmentation: True, or the fraction of patches to warp '
        '(CPU-heavy, use background_processes).', _warp_on),
     _p('border_mode', 'crop', _S_DATA, '', "'img-scalar' only, when the images do not fit a valid input size: "
-       "'crop', 'keep' (next smaller size), '0-pad', 'mirror' (next larger size) or 'reject'.", _border_mode),
+       "'crop', 'keep' (next smaller size), '0-pad', 'mirror', 'c-pad' (next larger size; c-pad: the border "
+       "mean) or 'reject'.", _border_mode),
     _p('pre_process', None, _S_DATA, '', "'standardise' (zero mean, unit std over all pixels) or None.",
        _optional(_choice('standardise'))),
     _p('zchxy_order', False, _S_DATA, '', 'The files are stored in (z, (ch,) x, y) order instead of '
@@ -813,7 +821,7 @@ class Config:
         if self.data_class_name is None and self.mode != 'vect-scalar':
             for name, folder, files in (('d_files', self.data_path, self.d_files),
                                         ('l_files', self.label_path, self.l_files)):
-                for file_name, _key in files:
+                for file_name, *_key in files:
                     need(os.path.join(folder, os.path.expanduser(file_name)), name)
         if isinstance(self.data_class_name, tuple):
             need(self.data_class_name[0], 'data_class_name')

@@ -41,7 +41,7 @@ import traceback
 import numpy as np
 import torch
 
-from elektronn.training import plotting, runlog
+from elektronn.training import plotting, previews, runlog
 from elektronn.training.config import ConfigError, suggest_name
 from elektronn.training.console import Console
 from elektronn.training.netcreation import createNet
@@ -188,22 +188,27 @@ class Trainer:
         common = dict(strided=strided, flip=config.flip_data, grey_augment_channels=config.grey_augment_channels,
                       ret_info=config.lazy_labels, ret_example_weights=config.use_example_weights,
                       ignore_thresh=config.example_ignore_threshold)
-        self.get_batch_kwargs = dict(batch_size=config.batch_size, warp_on=config.warp_on, **common)
+        # training batches take warp_on from the data's attribute, so that `data.warp_on = ...` in the
+        # console acts (and reaches the background workers)
+        self.get_batch_kwargs = dict(batch_size=config.batch_size, warp_on=None, **common)
         self.get_batch_kwargs_test = dict(batch_size=config.monitor_batch_size, warp_on=False, **common)
         dims = config.dimensions
-        self.data = CNNData(config.patch_size, dims.pred_stride, dims.offset, config.n_dim, config.n_lab,
-                            config.anisotropic_data, config.mode, config.zchxy_order, config.border_mode,
-                            config.pre_process, config.upright_x, config.target == 'regression',
-                            config.target if config.target in ('affinity', 'malis') else False)
+        affinity = config.target if config.target in ('affinity', 'malis') else False
+        self.data = CNNData(patch_size=config.patch_size, stride=dims.pred_stride, offset=dims.offset,
+                            n_dim=config.n_dim, n_lab=config.n_lab, anistropic_data=config.anisotropic_data,
+                            mode=config.mode, zchxy_order=config.zchxy_order, border_mode=config.border_mode,
+                            pre_process=config.pre_process, upright_x=config.upright_x,
+                            float_label=config.target == 'regression', affinity=affinity)
+        self.data.warp_on = config.warp_on
         self.data.addDataFromFile(config.data_path, config.label_path, config.d_files, config.l_files,
                                   config.cube_prios, config.valid_cubes, config.downsample_xy)
-        self.preview_data = self._loadPreviewData() if config.preview_data_path else None
-
-    def _loadPreviewData(self):
-        import h5py
-        with h5py.File(self.config.preview_data_path, 'r') as f:
-            cubes = [np.asarray(f[k]) for k in f.keys()]
-        return [c.astype(np.float32) / 255 for c in cubes]
+        self.preview_data = None
+        if config.preview_data_path and config.mode == 'img-img':
+            try:
+                self.preview_data = previews.load_preview_cubes(config.preview_data_path, self.data.data_mean,
+                                                                self.data.data_std)
+            except ValueError as e:
+                raise ConfigError('%s: parameter \'preview_data_path\': %s' % (config.config_file, e)) from None
 
     def createNet(self):
         """Build ``self.cnn`` from the config and the data (``n_lab``, ``n_ch``, example shape)."""
@@ -310,15 +315,20 @@ class Trainer:
         return float(result[0]), float(result[1])
 
     def debugGetCNNBatch(self):
-        """img-img only: draw a monitor-sized, unstrided batch without warping, plot example 0 as
-        ``debugGetCNNBatch.png`` (data | label | overlay) and return the batch."""
+        """img-img only: draw a monitor-sized, unstrided training batch without warping and plot its
+        first example as ``debugGetCNNBatch.png`` (data | label | overlay; 3D: the z-slice at the
+        network's z offset, which the first label slice belongs to).
+
+        Returns:
+            ``(data, label, info1, info2)``; affinity labels are reduced to the minimum over the edges.
+        """
         c = self.config
         if c.mode != 'img-img' or c.data_class_name is not None:
             print("debugGetCNNBatch(): only available for 'img-img' training on h5 cubes")
             return None
         batch = self.data.getbatch(c.monitor_batch_size, source='train', strided=False, flip=c.flip_data,
-                                   grey_augment_channels=c.grey_augment_channels, ret_info=True)
-        data, label = batch[0], batch[1]
+                                   grey_augment_channels=c.grey_augment_channels, ret_info=True, warp_on=False)
+        data, label, info1, info2 = batch[0], batch[1], batch[-2], batch[-1]
         if label.ndim == 5:  # affinity graphs (bs, 3, z, x, y)
             print('Plot Batch: showing the minimal affinity only.')
             label = label.min(axis=1)
@@ -328,67 +338,35 @@ class Trainer:
             z = int(c.dimensions.offset[0])
             image, lab = data[0, z, 0], label[0, 0]
         plotting.plot_debug_batch(image, lab, os.path.join(self.save_path, 'debugGetCNNBatch.png'))
-        return batch
+        return data, label, info1, info2
 
     # ------------------------------------------------------------------------------------------------
     # Previews (img-img with preview_data_path)
     # ------------------------------------------------------------------------------------------------
     def predictAndWrite(self, raw_img, number=0, export_class='all', block_name='', z_thick=5):
-        """Predict ``raw_img`` ``(ch, x, y, z)`` densely and save the central z-slices as PNGs
-        ``<save_name>-pred-<block>-c<class>-z<z>-<number>hrs.png`` (and the raw slices once)."""
-        from matplotlib.image import imsave
-        name = self.config.save_name
+        """Predict ``raw_img`` ``(ch, x, y, z)`` densely (``cnn.predictDense``) and save the central
+        ``z_thick`` output slices as PNGs ``<save_name>-pred-<block>-c<class>-z<z>-<number>hrs.png``
+        (and, once, the raw slices they belong to; see :mod:`elektronn.training.previews`)."""
         pred = self.cnn.predictDense(raw_img)
-        if pred.ndim == 3:
-            pred = pred[..., None]
-        z_sh = pred.shape[-1]
-        start = max(0, (z_sh - z_thick) // 2)
-        pred = pred[..., start:start + z_thick]
-        if export_class == 'all':
-            classes = range(pred.shape[0])
-        elif isinstance(export_class, (list, tuple)):
-            classes = export_class
-        elif export_class in ('malis', 'affinity'):
-            classes = ()
-            for z in range(pred.shape[3]):
-                imsave(os.path.join(self.save_path, '%s-pred-%s-aff-z%i-%shrs.png' % (name, block_name, z, number)),
-                       np.transpose(pred[0:6:2, :, :, z], (1, 2, 0)))
-        else:
-            classes = [int(export_class)]
-        for z in range(pred.shape[3]):
-            for c in classes:
-                imsave(os.path.join(self.save_path, '%s-pred-%s-c%i-z%i-%shrs.png' % (name, block_name, c, z, number)),
-                       pred[c, :, :, z], cmap='gray')
-        if not self.saved_raw_preview:
-            offset = self.config.dimensions.offset
-            z_off = int(offset[0]) if len(offset) == 3 else 0
-            for z in range(pred.shape[3]):
-                if z + z_off < raw_img.shape[-1]:
-                    imsave(os.path.join(self.save_path, '%s-raw-%s-z%i.png' % (name, block_name, z)),
-                           raw_img[0, :, :, z + z_off], cmap='gray')
+        offset = self.config.dimensions.offset
+        z_off = int(offset[0]) if len(offset) == 3 else 0
+        previews.write_preview_slices(pred, raw_img, self.save_path, self.config.save_name, block_name, number,
+                                      export_class, z_thick, z_off, write_raw=not self.saved_raw_preview)
 
     def previewSlice(self, number=0, export_class='all', max_z_pred=5):
-        """Preview predictions on every cube of the preview file (see :meth:`predictAndWrite`)."""
+        """Preview predictions of the central slices of every cube of the preview file (see
+        :meth:`predictAndWrite`)."""
         if self.config.mode != 'img-img':
             print("previewSlice(): only available for 'img-img' training")
             return
         if self.preview_data is None:
             raise ValueError('previewSlice needs preview data: set preview_data_path in the config')
-        cnn = self.cnn
+        z_thick = previews.preview_depth(self.cnn, max_z_pred)
         for k, raw in enumerate(self.preview_data):
             z_sh = raw.shape[-1]
-            if cnn.n_dim == 3:
-                stride_z = cnn.output_strides[0]
-                out_z = cnn.output_shape[2] * stride_z
-                min_z = cnn.input_shape[1] + stride_z - 1
-                z_thick = min_z if out_z > max_z_pred else \
-                    min_z + stride_z * int(np.ceil(float(max_z_pred - out_z) / stride_z))
-            else:
-                z_thick = max_z_pred
             if z_thick > z_sh:
                 raise ValueError('preview cube %i has %i z-slices; this CNN needs at least %i' % (k, z_sh, z_thick))
             start = (z_sh - z_thick) // 2
-            raw = raw[None] if raw.ndim == 3 else raw
             self.predictAndWrite(raw[..., start:start + z_thick], number, export_class, k, max_z_pred)
         self.saved_raw_preview = True
 
