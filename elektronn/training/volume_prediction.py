@@ -51,6 +51,7 @@ import numpy as np
 
 from elektronn import __version__
 from elektronn.net.prediction import dense_geometry
+from elektronn.training.cubes import spatial_file_axes
 from elektronn.utils import ProgressBar, atomic_path
 
 __all__ = ['PredictionError', 'LAYOUTS', 'parse_h5_spec', 'InputVolume', 'BlockPlan', 'plan_blocks',
@@ -96,11 +97,6 @@ def _xyz(values):
     return values[1:] + values[:1]
 
 
-def _zxy(values):
-    values = tuple(values)
-    return values[-1:] + values[:-1]
-
-
 class InputVolume:
     """An HDF5 raw dataset (or array), read region by region as ``(z, ch, x, y)`` float32, mirror-padded
     on demand.
@@ -120,10 +116,8 @@ class InputVolume:
             raise PredictionError('%s: dtype %s is not numeric' % (name, dset.dtype))
         if len(shape) == 2:
             axes, ch_axis = (None, 0, 1), None  # a single image (x, y)
-        elif len(shape) == 3:
-            axes, ch_axis = ((2, 0, 1) if layout == 'xyz' else (0, 1, 2)), None
-        elif len(shape) == 4:
-            axes, ch_axis = ((3, 1, 2), 0) if layout == 'xyz' else ((0, 2, 3), 1)
+        elif len(shape) in (3, 4):
+            axes, ch_axis = spatial_file_axes(len(shape), zchxy_order=layout == 'zxy')  # as the training data
         else:
             raise PredictionError('%s has shape %s; expected %s (or a single image (x, y))'
                                   % (name, shape, '(x, y, z) or (ch, x, y, z)' if layout == 'xyz'
@@ -291,9 +285,9 @@ def network_checksum(cnn):
 
 
 class _Geometry:
-    """Fov, offset, padding and output shape of ``cnn`` on ``volume``, in ``(z, x, y)``."""
+    """Field of view, offset and padding of ``cnn``, in ``(z, x, y)``."""
 
-    def __init__(self, cnn, volume, pad_raw):
+    def __init__(self, cnn, pad_raw):
         if getattr(cnn, 'output_strides', None) is None or any(s != 1 for s in cnn.output_strides):
             raise PredictionError('the network is not dense (output strides %s): build it with max-fragment-pooling '
                                   'in every pooling layer, e.g. create_predncnn(..., override_MFP_to_active=True)'
@@ -309,27 +303,45 @@ class _Geometry:
         self.pad = off if pad_raw else (0, 0, 0)
 
 
-def _file_layout(prob, layout, is_image):
-    """``(n_out, z, x, y)`` probabilities in the output file's layout (C-contiguous)."""
-    if is_image:
-        return np.ascontiguousarray(prob[:, 0])
-    if layout == 'xyz':
-        return np.ascontiguousarray(prob.transpose(0, 2, 3, 1))
-    return np.ascontiguousarray(prob.transpose(1, 0, 2, 3))
+@dataclasses.dataclass(frozen=True)
+class _OutputFormat:
+    """How the probabilities are stored: the file layout (see the module docstring) and the type."""
+    layout: str
+    is_image: bool
+    n_out: int
+    as_uint8: bool
 
+    @property
+    def dtype(self):
+        return np.uint8 if self.as_uint8 else np.float32
 
-def _file_region(start, stop, layout, is_image):
-    z, x, y = (slice(a, b) for a, b in zip(start, stop))
-    if is_image:
-        return (slice(None), x, y)
-    return (slice(None), x, y, z) if layout == 'xyz' else (z, slice(None), x, y)
+    @property
+    def axes(self):
+        if self.is_image:
+            return '(class, x, y)'
+        return '(class, x, y, z)' if self.layout == 'xyz' else '(z, class, x, y)'
 
+    def shape(self, zxy):
+        """The file shape of ``(z, x, y)`` output voxels."""
+        z, x, y = zxy
+        if self.is_image:
+            return (self.n_out, x, y)
+        return (self.n_out, x, y, z) if self.layout == 'xyz' else (z, self.n_out, x, y)
 
-def _file_shape(zxy, n_out, layout, is_image):
-    z, x, y = zxy
-    if is_image:
-        return (n_out, x, y)
-    return (n_out, x, y, z) if layout == 'xyz' else (z, n_out, x, y)
+    def region(self, start, stop):
+        """The file index of the output voxels ``[start, stop)`` (``(z, x, y)``)."""
+        z, x, y = (slice(a, b) for a, b in zip(start, stop))
+        if self.is_image:
+            return (slice(None), x, y)
+        return (slice(None), x, y, z) if self.layout == 'xyz' else (z, slice(None), x, y)
+
+    def convert(self, prob):
+        """``(n_out, z, x, y)`` float32 probabilities in the file's type and layout (C-contiguous)."""
+        if self.as_uint8:
+            prob = np.clip(prob * 255, 0, 255).astype(np.uint8)  # truncation, as predictDense
+        if self.is_image:
+            return np.ascontiguousarray(prob[:, 0])
+        return np.ascontiguousarray(prob.transpose((0, 2, 3, 1) if self.layout == 'xyz' else (1, 0, 2, 3)))
 
 
 def _predict_block(cnn, raw):
@@ -337,12 +349,6 @@ def _predict_block(cnn, raw):
     if cnn.n_dim == 2:
         return np.asarray(cnn.class_probabilities(raw)).transpose(1, 0, 2, 3)
     return np.asarray(cnn.class_probabilities(raw[None]))[0]
-
-
-def _describe_axes(layout, is_image):
-    if is_image:
-        return '(class, x, y)'
-    return '(class, x, y, z)' if layout == 'xyz' else '(z, class, x, y)'
 
 
 def open_h5(path, mode, what):
@@ -411,38 +417,35 @@ def predict_volume_h5(cnn, input_path, input_key, output_path, output_key='prob'
     fin = open_h5(input_path, 'r+' if same_file else 'r', 'input')
     try:
         probe = open_input(fin, input_key, input_path, layout)
-        geom = _Geometry(cnn, probe, pad_raw)
+        geom = _Geometry(cnn, pad_raw)
         volume = InputVolume(probe.dset, layout, geom.pad, probe.name)
         _check_volume(cnn, volume, geom)
         pred_shape = tuple(p - 2 * o for p, o in zip(volume.padded, geom.offset))
+        fmt = _OutputFormat(layout, volume.is_image, int(cnn.output_shape[1]), bool(as_uint8))
         record = dict(info or {}, input_file=os.path.abspath(input_path), input_key=input_key,
                       input_shape=list(volume.shape), input_dtype=str(volume.dset.dtype), layout=layout,
                       pad_raw=bool(pad_raw), dtype='uint8' if as_uint8 else 'float32', fov_zxy=list(geom.fov),
                       offset_zxy=list(geom.offset), origin_zxy=[o - p for o, p in zip(geom.offset, geom.pad)],
-                      n_out=None, network_sha256=network_checksum(cnn), elektronn_version=__version__)
-        n_out = _output_channels(cnn)
-        record['n_out'] = n_out
-        out_itemsize = 1 if as_uint8 else 4
+                      n_out=fmt.n_out, network_sha256=network_checksum(cnn), elektronn_version=__version__)
         if block_shape is not None:
             block = tuple(max(1, min(int(b), p)) for b, p in zip(block_shape, pred_shape))
             plan = BlockPlan(pred_shape, block, geom.fov)
         else:
             plan = plan_blocks(cnn, pred_shape, geom.fov, memory_gb * 1e9, volume.n_ch,
-                               np.dtype(volume.dset.dtype).itemsize, out_itemsize)
+                               np.dtype(volume.dset.dtype).itemsize, np.dtype(fmt.dtype).itemsize)
         fout = fin if same_file else None
         try:
             created = False
             if fout is None:
                 if not os.path.exists(output_path):
-                    _create_file(output_path, output_key, plan, volume, record, n_out, layout, as_uint8)
+                    _create_file(output_path, output_key, plan, fmt, record)
                     created = True
                 fout = open_h5(output_path, 'r+', 'output')
             if created:
                 dset, done = fout[output_key], fout[output_key + '_done']
             else:
-                dset, done, plan = _output(fout, output_path, output_key, plan, volume, record, n_out, layout,
-                                           as_uint8, resume, overwrite)
-            return _run(cnn, volume, plan, fout, dset, done, layout, as_uint8, show_progress, progress_interval)
+                dset, done, plan = _output(fout, output_path, output_key, plan, fmt, record, resume, overwrite)
+            return _run(cnn, volume, plan, fout, dset, done, fmt, show_progress, progress_interval)
         finally:
             if fout is not None and fout is not fin:
                 fout.close()
@@ -464,16 +467,11 @@ def _check_volume(cnn, volume, geom):
                                  '' if any(geom.pad) else ' or pad the input (pad_raw / --pad-raw)'))
 
 
-def _output_channels(cnn):
-    return int(cnn.output_shape[1])
-
-
-def _new_datasets(group, key, plan, volume, record, n_out, layout, as_uint8):
-    shape = _file_shape(plan.pred_shape, n_out, layout, volume.is_image)
-    chunks = _file_shape(plan.block, n_out, layout, volume.is_image)
+def _new_datasets(group, key, plan, fmt, record):
+    """The output dataset (one chunk per block, allocated at once) and its record of finished blocks."""
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # no chunk allocation (metadata change) while predicting
-    dset = group.create_dataset(key, shape=shape, dtype=np.uint8 if as_uint8 else np.float32, chunks=chunks,
+    dset = group.create_dataset(key, shape=fmt.shape(plan.pred_shape), dtype=fmt.dtype, chunks=fmt.shape(plan.block),
                                 track_times=False, dcpl=dcpl)
     done_dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     done_dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
@@ -482,20 +480,20 @@ def _new_datasets(group, key, plan, volume, record, n_out, layout, as_uint8):
     done[...] = 0  # the file may reuse the space of a replaced dataset, and early allocation does not clear it
     done.attrs['description'] = ('finished blocks of %s (1 = done), C order over the block grid (z, x, y) %s'
                                  % (key, list(plan.grid)))
-    record = dict(record, block_zxy=list(plan.block), axes=_describe_axes(layout, volume.is_image))
+    record = dict(record, block_zxy=list(plan.block), axes=fmt.axes)
     dset.attrs[INFO_ATTR] = json.dumps(record)
     dset.attrs['axes'] = record['axes']
     return dset, done
 
 
-def _create_file(path, key, plan, volume, record, n_out, layout, as_uint8):
+def _create_file(path, key, plan, fmt, record):
     """A new output file with its (empty) datasets, written atomically."""
     with atomic_path(path) as tmp:
         with h5py.File(tmp, 'w') as f:
-            _new_datasets(f, key, plan, volume, record, n_out, layout, as_uint8)
+            _new_datasets(f, key, plan, fmt, record)
 
 
-def _output(f, path, key, plan, volume, record, n_out, layout, as_uint8, resume, overwrite):
+def _output(f, path, key, plan, fmt, record, resume, overwrite):
     """The output dataset and its record of finished blocks, created, replaced or resumed."""
     name = '%s:%s' % (path, key)
     done_key = key + '_done'
@@ -513,12 +511,13 @@ def _output(f, path, key, plan, volume, record, n_out, layout, as_uint8, resume,
         raise PredictionError('%s:%s exists (the record of finished blocks of an output %s); use --overwrite to '
                               'replace both or choose another output' % (path, done_key, name))
     if not exists:
-        dset, done = _new_datasets(f, key, plan, volume, record, n_out, layout, as_uint8)
+        dset, done = _new_datasets(f, key, plan, fmt, record)
         f.flush()
         return dset, done, plan
     dset = f[key]
     saved = _saved_record(f, key, done_key, name)
-    diffs = ['%s: %r (now %r)' % (k, saved.get(k), record.get(k)) for k in _RESUME_KEYS if saved.get(k) != record.get(k)]
+    diffs = ['%s: %r (now %r)' % (k, saved.get(k), record.get(k))
+             for k in _RESUME_KEYS if saved.get(k) != record.get(k)]
     if diffs:
         raise PredictionError('output dataset %s holds another prediction; it differs in %s. Use --overwrite to '
                               'replace it or choose another output' % (name, '; '.join(diffs)))
@@ -527,8 +526,7 @@ def _output(f, path, key, plan, volume, record, n_out, layout, as_uint8, resume,
               % (saved.get('input_file'), record['input_file']))
     saved_plan = BlockPlan(plan.pred_shape, tuple(saved['block_zxy']), plan.fov)
     done = f[done_key]
-    if done.shape != (saved_plan.n_blocks,) or dset.shape != _file_shape(plan.pred_shape, n_out, layout,
-                                                                         volume.is_image):
+    if done.shape != (saved_plan.n_blocks,) or dset.shape != fmt.shape(plan.pred_shape):
         raise PredictionError('output dataset %s does not fit its record (shape %s, %s blocks); use --overwrite'
                               % (name, dset.shape, done.shape))
     if saved_plan.block != plan.block:
@@ -548,7 +546,8 @@ def _saved_record(f, key, done_key, name):
     return saved
 
 
-def _run(cnn, volume, plan, f, dset, done, layout, as_uint8, show_progress, progress_interval):
+def _run(cnn, volume, plan, f, dset, done, fmt, show_progress, progress_interval):
+    """Predict the unfinished blocks; each block's flag is set after its data is in the file."""
     finished = np.asarray(done[...]).astype(bool)
     todo = [(n, a, b) for n, a, b in plan.blocks() if not finished[n]]
     n_done = plan.n_blocks - len(todo)
@@ -560,7 +559,7 @@ def _run(cnn, volume, plan, f, dset, done, layout, as_uint8, show_progress, prog
     bar = ProgressBar(plan.n_blocks, work=voxels, what='Predicting', step_name='blocks', work_name='voxel',
                       interval=progress_interval, done=n_done) if show_progress else None
     t0 = time.time()
-    computed = 0
+    computed = done_voxels = 0
     try:
         for number, start, stop in todo:
             raw = volume.read(start, plan.input_stop(stop))
@@ -569,19 +568,25 @@ def _run(cnn, volume, plan, f, dset, done, layout, as_uint8, show_progress, prog
             if prob.shape[1:] != expected:
                 raise RuntimeError('block %i: the network gave %s predictions for the region %s..%s, expected %s'
                                    % (number, prob.shape[1:], start, stop, expected))
-            if as_uint8:
-                prob = np.clip(prob * 255, 0, 255).astype(np.uint8)  # truncation, as predictDense
-            dset[_file_region(start, stop, layout, volume.is_image)] = _file_layout(prob, layout, volume.is_image)
+            dset[fmt.region(start, stop)] = fmt.convert(prob)
             del prob
             f.flush()  # the block's data is in the file before its flag
             done[number] = 1
             f.flush()
             computed += 1
+            done_voxels += int(np.prod(expected))
             if bar is not None:
                 bar.update(1, work=int(np.prod(expected)))
-    finally:
+    except KeyboardInterrupt:
         if bar is not None:
             bar.close()
+        seconds = time.time() - t0
+        print('Interrupted: %i of %i blocks done; predicted %i blocks (%i voxels) in %.1f s: %.3f Mvoxel/s'
+              % (n_done + computed, plan.n_blocks, computed, done_voxels, seconds,
+                 done_voxels / 1e6 / max(seconds, 1e-9)))
+        raise
+    if bar is not None:
+        bar.close()
     seconds = time.time() - t0
     if todo:
         print('Predicted %i blocks (%i voxels) in %.1f s: %.3f Mvoxel/s'
