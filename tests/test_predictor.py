@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from elektronn.cli import predict as predict_cli
+from elektronn.net.convnet import MixedConvNN
 from elektronn.cli import profile as profile_cli
 from elektronn.training.config import Config
 from elektronn.training.predictor import create_predncnn, locate_run, profile_shapes
@@ -157,6 +158,9 @@ def test_cli_errors(run, tmp_path, capsys):
     with h5py.File(tmp_path / 'in.h5', 'w') as f:
         f['two'] = np.zeros((2, 30, 30, 8), np.uint8)
         f['small'] = np.zeros((30, 10, 8), np.uint8)
+    other = quiet(MixedConvNN, (5, 20, 20), input_depth=1)
+    quiet(other.addConvLayer, 3, (3, 5, 5), pool_shape=1, activation_func='linear', is_last_layer=True)
+    quiet(other.saveParameters, str(tmp_path / 'other.param'))
     cases = [
         ((run['save_dir'], str(tmp_path / 'no.h5') + ':raw', out), 'input file .*no.h5 does not exist'),
         ((run['save_dir'], raw + ':nokey', out), r"raw.h5 has no dataset 'nokey' \(it has: raw\)"),
@@ -168,6 +172,9 @@ def test_cli_errors(run, tmp_path, capsys):
          r'\(11, 11, 3\)'),
         ((str(tmp_path), raw + ':raw', out), 'is not the save directory of a training run'),
         ((run['config'], raw + ':raw', out, '--params', str(tmp_path / 'x.param')), r'x.param does not exist'),
+        ((run['config'], raw + ':raw', out, '--params', str(tmp_path / 'other.param')),
+         r'other.param does not fit the network of .*cfg.py built with n_ch=1, n_lab=3: .* holds parameters for 1 '
+         r'layers, the network has 4'),
     ]
     for args, message in cases:
         assert predict(*args) == 2
@@ -266,3 +273,23 @@ def test_profile_shapes_follow_the_original_sweep(run):
         zs = [z for z, s in shapes if s == size]
         base = next(z for z in c.dimensions.valid_inputs[0] if z > int(size / 8.5))
         assert zs == [base + d for d in (-16, -12, -8, -4, 0, 4, 8, 12, 16, 20, 24) if base + d >= 3]
+
+
+def test_cli_ctrl_c_keeps_the_finished_blocks(run, tmp_path, monkeypatch, capsys):
+    calls, original = [0], MixedConvNN.class_probabilities
+
+    def interrupted(self, data):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise KeyboardInterrupt
+        return original(self, data)
+
+    monkeypatch.setattr(MixedConvNN, 'class_probabilities', interrupted)
+    out = str(tmp_path / 'out.h5')
+    assert predict_cli.main([run['save_dir'], '%s:raw' % (run['folder'] / 'raw.h5'), out,
+                             '--block-shape', '15,10,5']) == 130
+    captured = capsys.readouterr()
+    assert 'Interrupted: 2 of 12 blocks done; predicted 2 blocks (1500 voxels)' in captured.out
+    assert 'run the same command with --resume' in captured.err
+    with h5py.File(out, 'r') as f:
+        assert f['prob_done'][...].tolist() == [1, 1] + [0] * 10

@@ -182,7 +182,10 @@ def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_
     if in_ch != n_ch:
         raise PredictionError('input %s:%s has %i channel(s) (layout %s) but the network of %s was trained on %i'
                               % (input_path, input_key, in_ch, layout, param_path, n_ch))
-    cnn = _build(config, n_ch, config.n_lab or n_lab, param_path)
+    try:
+        cnn = _build(config, n_ch, n_lab, param_path)
+    except ValueError as e:  # parameters of another architecture than the config's
+        raise PredictionError(str(e)) from None
     zxy_block = None if block_shape is None else tuple(block_shape)[-1:] + tuple(block_shape)[:-1]
     return predict_volume_h5(cnn, input_path, input_key, output_path, output_key, layout=layout, pad_raw=pad_raw,
                              as_uint8=as_uint8, memory_gb=memory_gb, block_shape=zxy_block, resume=resume,
