@@ -74,7 +74,7 @@ def _parser():
     p.add_argument('--uint8', action='store_true', help='write uint8 probabilities (p * 255) instead of float32')
     p.add_argument('--memory-gb', type=_memory, default=None, metavar='GB',
                    help='memory for a block: input, activations and output (default 1.0; the process needs about '
-                        '0.5 GB more)')
+                        '0.35 GB more)')
     p.add_argument('--block-shape', type=_block_shape, metavar='X,Y,Z',
                    help='output voxels per block instead of a shape chosen from --memory-gb')
     group = p.add_mutually_exclusive_group()
