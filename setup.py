@@ -41,6 +41,8 @@ setup(
     entry_points={'console_scripts': [
         'elektronn-train = elektronn.cli.train:main',
         'elektronn-convert-params = elektronn.cli.convert_params:main',
+        'elektronn-predict = elektronn.cli.predict:main',
+        'elektronn-profile = elektronn.cli.profile:main',
     ]},
     classifiers=[
         'Programming Language :: Python :: 3',

@@ -1,7 +1,9 @@
 """Small helpers shared by ``elektronn.net`` and ``elektronn.training``."""
 import contextlib
 import os
+import sys
 import tempfile
+import time
 
 # Files made with mkstemp are private (0600); give the finished file the mode a plain open() would.
 _UMASK = os.umask(0)
@@ -65,3 +67,93 @@ def atomic_path(path):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _clock(seconds):
+    seconds = int(round(seconds))
+    return '%d:%02d:%02d' % (seconds // 3600, seconds // 60 % 60, seconds % 60)
+
+
+class ProgressBar:
+    """Progress of long work with rate and ETA.
+
+    On a terminal one line is rewritten in place (at most every ``interval`` seconds, default
+    0.25); otherwise (a log file, a pipe) a complete line is printed at most every ``interval``
+    seconds (default 10) and at the end. The rate and the ETA count the work units
+    (e.g. voxels) done since the bar started.
+
+    Args:
+        total: Number of steps (e.g. blocks).
+        work: Work units of all steps (``None``: the steps are the work units).
+        what: Text in front of the bar.
+        step_name, work_name: Names of the steps and of the work units (``'Mvoxel'`` style
+            prefixes are added to the work rate automatically).
+        stream: Output stream (default ``sys.stdout`` at the time of each write).
+        interval: Seconds between updates (see above).
+        done: Steps already done before this session (shown, not counted in the rate).
+    """
+
+    width = 24
+
+    def __init__(self, total, work=None, what='', step_name='steps', work_name='', stream=None, interval=None,
+                 done=0):
+        self._time = time.monotonic
+        self.total, self.what, self.step_name, self.work_name = int(total), what, step_name, work_name
+        self.work_total = float(total if work is None else work)
+        self.stream = stream
+        self.tty = bool(getattr(self._out(), 'isatty', lambda: False)())
+        self.interval = (0.25 if self.tty else 10.0) if interval is None else float(interval)
+        self.t0 = self._time()
+        self.last = -float('inf')
+        self.steps = int(done)
+        self.start_steps = int(done)
+        self.work_done = 0.0
+        self._shown = 0  # length of the line on the terminal
+
+    def _out(self):
+        return self.stream if self.stream is not None else sys.stdout
+
+    def update(self, steps=1, work=None):
+        """Count ``steps`` more steps (``work`` units; default: ``steps``) and show the bar if due."""
+        self.steps += steps
+        self.work_done += steps if work is None else work
+        now = self._time()
+        if self.steps >= self.total or now - self.last >= self.interval:
+            self.last = now
+            self._show(now)
+
+    def line(self, now=None):
+        """The current progress line."""
+        now = self._time() if now is None else now
+        elapsed = max(now - self.t0, 1e-9)
+        rate = self.work_done / elapsed
+        remaining = max(self.work_total - self.work_done, 0.0)
+        eta = _clock(remaining / rate) if rate > 0 else '?'
+        fraction = self.steps / self.total if self.total else 1.0
+        filled = int(round(fraction * self.width))
+        return '%s%5.1f%% [%s%s] %i/%i %s | %s/s | elapsed %s | ETA %s' % (
+            self.what + ' ' if self.what else '', 100 * fraction, '#' * filled, '.' * (self.width - filled),
+            self.steps, self.total, self.step_name, _si(rate, self.work_name), _clock(elapsed), eta)
+
+    def _show(self, now):
+        out = self._out()
+        if self.tty:
+            text = self.line(now)
+            out.write('\r' + text.ljust(self._shown) + ('\n' if self.steps >= self.total else ''))
+            self._shown = len(text)
+        else:
+            out.write(self.line(now) + '\n')
+        out.flush()
+
+    def close(self):
+        """End the line on a terminal (after an interruption the bar is left where it stopped)."""
+        if self.tty and self.steps < self.total:
+            self._out().write('\n')
+            self._out().flush()
+
+
+def _si(value, unit):
+    for factor, prefix in ((1e9, 'G'), (1e6, 'M'), (1e3, 'k')):
+        if value >= factor:
+            return '%.2f %s%s' % (value / factor, prefix, unit)
+    return '%.2f %s' % (value, unit) if unit else '%.2f' % value

@@ -637,14 +637,19 @@ class Config:
         override_MFP_to_active: Switch max-fragment-pooling on in every pooling layer and use batch
             size 1 (for fast dense prediction with a training config).
         imposed_input_size: Input size replacing ``desired_input`` (internal ``(z, x, y)`` order).
+            When every pooling layer uses max-fragment-pooling (e.g. with ``override_MFP_to_active``),
+            a size of at least the field of view is used exactly: the dilated MFP takes any such
+            size. Otherwise it snaps to a valid size like ``desired_input``.
         init_device: Select the device (``elektronn.net.device.initGPU``) at the end.
+        check_files: Check that the training data files exist. Prediction passes ``False``: it
+            needs the network, not the data.
 
     Raises:
         ConfigError: naming the file, the parameter and the rule it breaks.
     """
 
     def __init__(self, config_file, gpu=None, trainer_file=None, use_existing_dir=False,
-                 override_MFP_to_active=False, imposed_input_size=None, init_device=True):
+                 override_MFP_to_active=False, imposed_input_size=None, init_device=True, check_files=True):
         self.config_file = os.path.abspath(os.path.expanduser(config_file))
         self.override_MFP_to_active = override_MFP_to_active
         self.imposed_input_size = imposed_input_size
@@ -657,7 +662,8 @@ class Config:
         self.typeChecks()
         self.fixValues()
         self.checkConfig()
-        self.checkFiles()
+        if check_files:
+            self.checkFiles()
         if self.mode != 'vect-scalar':
             self.setDimensions()
         if not use_existing_dir:
@@ -853,9 +859,33 @@ class Config:
                                   "size or use border_mode 'crop', 'keep', 'mirror' or '0-pad'"
                                   % (self.config_file, desired, list(inputs)))
         print('Selected patch-size for CNN input:', dims)
-        self.dimensions = dims
+        self.dimensions = self._use_imposed_input_exactly(dims)
+        dims = self.dimensions
         inputs = dims.input if _is_seq(dims.input) else [dims.input] * self.n_dim
         self.patch_size = tuple(int(i) for i in inputs)
+
+    def _use_imposed_input_exactly(self, dims):
+        """``dims`` with ``input`` set to ``imposed_input_size`` where the network takes that size as is.
+
+        With max-fragment-pooling in every pooling layer the network is dense (the dilated form,
+        see :mod:`elektronn.net.prediction`) and takes any input of at least its field of view; the
+        original's MFP rule (unpooled size modulo pool equal to 1) would snap e.g. 256 to 254.
+        ``dims`` otherwise stays as calculated (its per-layer sizes describe the nearest size of
+        the rule; ``input``, ``offset`` and ``fov`` are what prediction uses).
+        """
+        if self.imposed_input_size is None or self.MLP_layers or self.mode != 'img-img':
+            return dims
+        dense = all(m or np.max(p) == 1 for m, p in zip(self.MFP, self.pool))
+        imposed = [int(self.imposed_input_size)] * self.n_dim if not _is_seq(self.imposed_input_size) \
+            else [int(i) for i in self.imposed_input_size]
+        if not dense or list(dims.input) == imposed or any(i < f for i, f in zip(imposed, dims.fov)):
+            return dims
+        print('Info: imposed input %s used as given (max-fragment-pooling in every pooling layer takes any '
+              'input of at least the field of view %s)' % (imposed, list(dims.fov)))
+        dims.input = imposed
+        for calc, size in zip(dims.calculators, imposed):
+            calc.input = size
+        return dims
 
     # -- save directory ---------------------------------------------------------------------------
     def backupScripts(self, trainer_file=None):

@@ -1,0 +1,113 @@
+"""``elektronn-predict``: predict a volume larger than the memory with a trained network.
+
+Usage::
+
+    elektronn-predict <save dir | config> <in.h5:key> <out.h5[:key]> [--params FILE] [--layout xyz|zxy]
+                      [--pad-raw] [--uint8] [--memory-gb GB] [--block-shape X,Y,Z] [--resume | --overwrite]
+                      [--gpu {auto|false|<int>}]
+
+See ``elektronn-predict --help`` and :func:`elektronn.training.predictor.predict_run`.
+"""
+import argparse
+import sys
+
+from elektronn.cli.train import _gpu_value
+
+__all__ = ['main']
+
+_EPILOG = """\
+what happens:
+  The network of the training run is rebuilt with max-fragment-pooling in every pooling layer
+  (a dense network: the same numbers as predictDense, much faster) and its parameters are
+  loaded. The input is cut into blocks that fit --memory-gb; each block is predicted and
+  written to the output dataset at once, and the finished blocks are recorded in the dataset
+  <key>_done next to it. An interrupted run (ctrl+c, kill, a crash) keeps every finished block:
+  run the same command with --resume to predict the rest.
+
+layouts:
+  xyz (default): input (x, y, z) or (ch, x, y, z) -> output (class, x', y', z')
+  zxy (default when the run used zchxy_order):  (z, x, y) or (z, ch, x, y) -> (z', class, x', y')
+  Integer input is divided by 255. Output voxel k belongs to input voxel k + offset per axis
+  (offset = floor(field of view / 2)), or to input voxel k with --pad-raw, which mirror-pads the
+  input so that the output has the input's shape. The dataset's attribute elektronn_prediction
+  records origin_zxy, the input voxel of output voxel 0.
+
+examples:
+  elektronn-predict ~/CNN_Training/3D/neuro_3d raw.h5:raw prob.h5:barrier --pad-raw --uint8
+  elektronn-predict ~/CNN_Training/3D/neuro_3d raw.h5:raw prob.h5:barrier --pad-raw --uint8 --resume
+  elektronn-predict my_config.py raw.h5:raw prob.h5 --params net_end.param --memory-gb 4 --gpu=0
+"""
+
+
+def _block_shape(text):
+    try:
+        values = [int(v) for v in text.split(',')]
+    except ValueError:
+        values = []
+    if len(values) not in (2, 3) or min(values) < 1:
+        raise argparse.ArgumentTypeError('must be X,Y,Z (or X,Y for an image) positive integers, got %r' % text)
+    return tuple(values) if len(values) == 3 else tuple(values) + (1,)
+
+
+def _memory(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError('must be a positive number of GB, got %r' % text)
+    return value
+
+
+def _parser():
+    p = argparse.ArgumentParser(
+        prog='elektronn-predict', formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
+        description='Predict class probabilities of a volume in an HDF5 file, block by block, with a trained network.')
+    p.add_argument('run', help='save directory of the training run (its Backup/config.py and <save_name>-LAST.param), '
+                               'or a training config file')
+    p.add_argument('input', help='raw data as file.h5:key')
+    p.add_argument('output', help="output as file.h5:key (file.h5 alone: key 'prob'); the file is created if needed")
+    p.add_argument('--params', metavar='FILE', help='parameter file (default: <save_name>-LAST.param of the run)')
+    p.add_argument('--layout', choices=('xyz', 'zxy'), help="axis order of the input (default: the run's "
+                                                            "zchxy_order, i.e. xyz unless it is set)")
+    p.add_argument('--pad-raw', action='store_true', help='mirror-pad the input so that the output has its shape')
+    p.add_argument('--uint8', action='store_true', help='write uint8 probabilities (p * 255) instead of float32')
+    p.add_argument('--memory-gb', type=_memory, default=None, metavar='GB',
+                   help='memory for a block: input, activations and output (default 1.0; the process needs about '
+                        '0.35 GB more)')
+    p.add_argument('--block-shape', type=_block_shape, metavar='X,Y,Z',
+                   help='output voxels per block instead of a shape chosen from --memory-gb')
+    group = p.add_mutually_exclusive_group()
+    group.add_argument('--resume', action='store_true',
+                       help='continue an interrupted prediction into the existing output (finished blocks are kept)')
+    group.add_argument('--overwrite', action='store_true', help='replace an existing output dataset')
+    p.add_argument('--gpu', type=_gpu_value, default=None, metavar='{auto|false|<int>}',
+                   help="device; default: the config's 'device' (False = CPU)")
+    return p
+
+
+def main(argv=None):
+    """Run ``elektronn-predict``; returns the exit status (0 done, 1 failed, 2 bad input, 130 interrupted)."""
+    args = _parser().parse_args(argv)
+    if args.memory_gb is not None and args.block_shape is not None:
+        print('elektronn-predict: note: --block-shape given, --memory-gb is not used', file=sys.stderr)
+    from elektronn.training.config import ConfigError
+    from elektronn.training.predictor import predict_run
+    from elektronn.training.volume_prediction import DEFAULT_MEMORY_GB, PredictionError
+    try:
+        predict_run(args.run, args.input, args.output, param_file=args.params, layout=args.layout,
+                    pad_raw=args.pad_raw, as_uint8=args.uint8,
+                    memory_gb=DEFAULT_MEMORY_GB if args.memory_gb is None else args.memory_gb,
+                    block_shape=args.block_shape, resume=args.resume, overwrite=args.overwrite, gpu=args.gpu)
+    except (PredictionError, ConfigError, FileNotFoundError) as e:
+        print('elektronn-predict: error: %s' % e, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('\nInterrupted: the finished blocks are kept; run the same command with --resume to predict the rest',
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""Prediction with a trained network: rebuild it from its training run, predict large volumes,
+profile the prediction speed.
+
+* :func:`create_predncnn` (the original's function) rebuilds the network of a training config,
+  optionally with max-fragment-pooling in every pooling layer and another input size, and loads
+  the run's parameters.
+* :func:`predict_run` is ``elektronn-predict``: a volume in an HDF5 file, predicted block by block
+  into another HDF5 dataset (see :mod:`elektronn.training.volume_prediction`).
+* :func:`profile_speed` is ``elektronn-profile``: prediction speed over a sweep of input sizes,
+  written to a CSV file.
+"""
+import os
+import time
+import traceback
+
+import numpy as np
+
+from elektronn.training.config import Config, ConfigError
+from elektronn.training.volume_prediction import (DEFAULT_MEMORY_GB, PredictionError, open_h5, open_input,
+                                                  parse_h5_spec, predict_volume_h5)
+
+__all__ = ['create_predncnn', 'locate_run', 'predict_run', 'profile_speed', 'profile_shapes']
+
+#: Layer types whose filters predict ``n_lab`` classes for each of 3 edge directions.
+_AFFINITY_LAYERS = ('AffinityLayer3d', 'MalisLayer')
+
+
+def locate_run(source):
+    """The config file of a training run and its save directory.
+
+    Args:
+        source: A save directory (its ``Backup/config.py`` is used), a config file in the
+            ``Backup/`` folder of a save directory, or any config file.
+
+    Returns:
+        ``(config_file, save_dir)``; ``save_dir`` is ``None`` when it comes from the config's
+        ``save_path``.
+
+    Raises:
+        FileNotFoundError: naming the path.
+    """
+    path = os.path.abspath(os.path.expanduser(source))
+    if os.path.isdir(path):
+        config = os.path.join(path, 'Backup', 'config.py')
+        if not os.path.isfile(config):
+            raise FileNotFoundError('%s is not the save directory of a training run (it has no Backup/config.py)'
+                                    % source)
+        return config, os.path.join(path, '')
+    if not os.path.isfile(path):
+        raise FileNotFoundError('config file or save directory %s does not exist' % source)
+    folder = os.path.dirname(path)
+    if os.path.basename(folder) == 'Backup':
+        return path, os.path.join(os.path.dirname(folder), '')
+    return path, None
+
+
+def _prediction_config(config_file, gpu, override_MFP_to_active, imposed_input_size):
+    """The training config of ``config_file`` (a file or a save directory), read for prediction:
+    the save directory is used as it is (nothing backed up or deleted) and the training data
+    need not exist."""
+    path, save_dir = locate_run(config_file)
+    config = Config(path, gpu, None, use_existing_dir=True, override_MFP_to_active=override_MFP_to_active,
+                    imposed_input_size=imposed_input_size, check_files=False)
+    if save_dir is not None:
+        config.save_path = save_dir  # the run may have moved since it was trained
+    config.param_file = None  # the trained parameters replace the initial ones
+    return config
+
+
+def _last_params(config):
+    return os.path.join(config.save_path, '%s-LAST.param' % config.save_name)
+
+
+def create_predncnn(config_file, n_ch, n_lab, gpu=None, override_MFP_to_active=False, imposed_input_size=None,
+                    param_file=None):
+    """Rebuild the network of a training config and load its trained parameters.
+
+    The config is read with the existing save directory (nothing is backed up, replaced or
+    deleted, and the training data need not be present), the network is built as the training
+    built it (``netcreation.createNet``), and the parameters are loaded strictly (the
+    architecture must match) from ``<save_path>/<save_name>-LAST.param`` or from ``param_file``.
+    Unlike the original, the working directory is not changed.
+
+    Args:
+        config_file: The training config; also a save directory (its ``Backup/config.py``; the
+            parameters are then looked up in that directory even if the run has moved).
+        n_ch: Input channels of an image network (1 for grey values); for a vector network
+            (``'vect-scalar'``) the number of input features (for a recurrent network the pair
+            ``(n_taps, n_features)``).
+        n_lab: Number of classes (outputs).
+        gpu: ``False`` (CPU), ``'auto'`` or a GPU index; ``None`` takes the config's ``device``.
+        override_MFP_to_active: Max-fragment-pooling in every pooling layer and batch size 1:
+            a dense network for fast prediction (``predictDense`` needs one pass per tile).
+        imposed_input_size: Input size instead of ``desired_input``, in the network's order
+            (``(x, y)`` or ``(z, x, y)``). When every pooling layer uses MFP (e.g. with
+            ``override_MFP_to_active``) any size of at least the field of view is used exactly;
+            otherwise the nearest valid size, as for ``desired_input``.
+        param_file: Parameters to load instead of ``<save_name>-LAST.param``.
+
+    Returns:
+        The compiled :class:`~elektronn.net.convnet.MixedConvNN` with the trained parameters.
+
+    Raises:
+        ConfigError: the config is invalid.
+        FileNotFoundError: the config, save directory or parameter file does not exist.
+        ValueError: the parameters do not fit the network (e.g. another ``n_ch`` or ``n_lab``).
+    """
+    config = _prediction_config(config_file, gpu, override_MFP_to_active, imposed_input_size)
+    path = _last_params(config) if param_file is None else os.path.expanduser(param_file)
+    if not os.path.isfile(path):
+        raise FileNotFoundError('parameter file %s does not exist%s' % (
+            path, ' (has the run saved parameters yet? give param_file otherwise)' if param_file is None else ''))
+    return _build(config, n_ch, n_lab, path)
+
+
+def _build(config, n_ch, n_lab, param_path):
+    from elektronn.training.netcreation import createNet
+    if config.mode != 'vect-scalar':
+        cnn = createNet(config, config.patch_size, n_ch, n_lab, config.dimensions)
+    elif config.rnn_layer_kwargs is not None:
+        n_taps, n_features = n_ch
+        cnn = createNet(config, (int(n_features),), int(n_taps), n_lab, None)
+    else:
+        cnn = createNet(config, tuple(np.atleast_1d(n_ch).astype(int)), None, n_lab, None)
+    try:
+        cnn.loadParameters(param_path, strict=True)
+    except ValueError as e:
+        raise ValueError('%s does not fit the network of %s built with n_ch=%r, n_lab=%r: %s'
+                         % (param_path, config.config_file, n_ch, n_lab, e)) from None
+    return cnn
+
+
+def _trained_shape(param_path):
+    """``(n_ch, n_lab)`` of the image network whose parameters are in ``param_path``."""
+    from elektronn.net.params import read_parameter_file
+    try:
+        layers, _ = read_parameter_file(param_path)
+    except (FileNotFoundError, ValueError) as e:
+        raise PredictionError(str(e)) from None
+    first, last = (layers[0].get('W') if layers else None), (layers[-1].get('W') if layers else None)
+    if first is None or first.ndim < 4 or last is None or last.ndim < 4:
+        raise PredictionError('%s holds no conv network (elektronn-predict needs an image network trained in mode '
+                              "'img-img')" % param_path)
+    per_edge = 3 if layers[-1].get('type') in _AFFINITY_LAYERS else 1
+    return int(first.shape[1]), int(last.shape[0]) // per_edge
+
+
+def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_raw=False, as_uint8=False,
+                memory_gb=DEFAULT_MEMORY_GB, block_shape=None, resume=False, overwrite=False, gpu=None,
+                show_progress=True, progress_interval=None):
+    """``elektronn-predict``: predict an HDF5 volume with a trained network, block by block.
+
+    Args:
+        run: A training save directory, or a training config file.
+        input_spec: ``'file.h5:key'`` of the raw data.
+        output_spec: ``'file.h5:key'`` of the output (``'file.h5'`` alone: key ``'prob'``).
+        param_file: Parameters (default: the run's ``<save_name>-LAST.param``).
+        layout: ``'xyz'`` or ``'zxy'`` (default: ``'zxy'`` if the run's ``zchxy_order`` is set).
+        block_shape: Output block shape ``(x, y, z)`` instead of one chosen from ``memory_gb``.
+        Others: as :func:`~elektronn.training.volume_prediction.predict_volume_h5`.
+
+    Returns:
+        The summary of :func:`~elektronn.training.volume_prediction.predict_volume_h5`.
+
+    Raises:
+        PredictionError, ConfigError, FileNotFoundError: naming what is wrong.
+    """
+    input_path, input_key = parse_h5_spec(input_spec, 'input')
+    output_path, output_key = parse_h5_spec(output_spec, 'output', default_key='prob')
+    config = _prediction_config(run, gpu, True, None)
+    if config.mode != 'img-img':
+        raise PredictionError("%s: mode %r predicts one value per patch; elektronn-predict needs an 'img-img' network"
+                              % (config.config_file, config.mode))
+    layout = layout or ('zxy' if config.zchxy_order else 'xyz')
+    with open_h5(input_path, 'r', 'input') as f:  # fail on a wrong input before building the network
+        in_ch = open_input(f, input_key, input_path, layout).n_ch
+    param_path = _last_params(config) if param_file is None else os.path.expanduser(param_file)
+    if not os.path.isfile(param_path):
+        raise PredictionError('parameter file %s does not exist%s' % (
+            param_path, ' (has the run saved parameters yet? give --params otherwise)' if param_file is None else ''))
+    n_ch, n_lab = _trained_shape(param_path)
+    if in_ch != n_ch:
+        raise PredictionError('input %s:%s has %i channel(s) (layout %s) but the network of %s was trained on %i'
+                              % (input_path, input_key, in_ch, layout, param_path, n_ch))
+    try:
+        cnn = _build(config, n_ch, n_lab, param_path)
+    except ValueError as e:  # parameters of another architecture than the config's
+        raise PredictionError(str(e)) from None
+    zxy_block = None if block_shape is None else tuple(block_shape)[-1:] + tuple(block_shape)[:-1]
+    return predict_volume_h5(cnn, input_path, input_key, output_path, output_key, layout=layout, pad_raw=pad_raw,
+                             as_uint8=as_uint8, memory_gb=memory_gb, block_shape=zxy_block, resume=resume,
+                             overwrite=overwrite, show_progress=show_progress, progress_interval=progress_interval,
+                             info=dict(param_file=os.path.abspath(param_path), config_file=config.config_file))
+
+
+# ---------------------------------------------------------------------------------------------------
+# elektronn-profile
+# ---------------------------------------------------------------------------------------------------
+#: z offsets around the base z of every xy size, as the original swept them.
+PROFILE_Z_OFFSETS = (-16, -12, -8, -4, 0, 4, 8, 12, 16, 20, 24)
+#: The original profiled the xy sizes ``valid_inputs[4:50]``.
+PROFILE_XY_SLICE = slice(4, 50)
+CSV_HEADER = 'z-shape\txy-shape\tpixel\tSpeed [MPix/s]\n'
+
+
+def profile_shapes(dimensions, n_dim, xy_sizes=None, z_sizes=None):
+    """The ``(z, xy)`` input shapes the original's profile sweeps (``z`` is 1 for 2D networks).
+
+    xy: ``valid_inputs[4:50]`` of the x axis (also valid in y); z: the smallest valid z above
+    ``xy / 8.5`` (or the smallest valid z) plus the offsets ``-16, -12, ..., 24``, where valid.
+    Explicit ``xy_sizes``/``z_sizes`` replace either sweep.
+    """
+    valid = [list(v) for v in dimensions.valid_inputs]
+    vx, vy = (valid[0], valid[1]) if n_dim == 2 else (valid[1], valid[2])
+    if xy_sizes is None:
+        xy_sizes = [x for x in vx if x in set(vy)][PROFILE_XY_SLICE]
+    shapes = []
+    for xy in xy_sizes:
+        if n_dim == 2:
+            shapes.append((1, int(xy)))
+            continue
+        if z_sizes is not None:
+            zs = list(z_sizes)
+        else:
+            base = next((z for z in valid[0] if z > int(xy / 8.5)), valid[0][0])
+            zs = [base + d for d in PROFILE_Z_OFFSETS if base + d in set(valid[0])]
+        shapes.extend((int(z), int(xy)) for z in zs)
+    return shapes
+
+
+def profile_speed(config_file, gpu=None, csv_path=None, n_ch=1, n_lab=None, mfp=False, xy_sizes=None, z_sizes=None,
+                  repeats=2, seed=0):
+    """``elektronn-profile``: time ``class_probabilities`` over input sizes and append the speeds to a CSV file.
+
+    The network of the config is built with random weights (batch size ``None``, as the original);
+    the rows ``z-shape, xy-shape, pixel, Speed [MPix/s]`` (tab-separated, ``pixel`` = output
+    voxels of one pass) are appended to ``csv_path`` (default ``Speed_<save_name>.csv`` in the
+    working directory) after a header line, one row as soon as it is measured.
+
+    Args:
+        config_file: A training config (or save directory).
+        gpu: Device (``None``: the config's ``device``).
+        n_ch, n_lab: Input channels and classes (default ``n_lab``: the config's, else 3 as the
+            original assumed).
+        mfp: Build the network with max-fragment-pooling in every pooling layer (its input sizes
+            then follow the MFP rule).
+        xy_sizes, z_sizes: Sizes to profile instead of the original's sweep (:func:`profile_shapes`).
+        repeats: Passes per shape; the fastest counts (the first pass of a shape also prepares
+            its kernels).
+
+    Returns:
+        ``(csv_path, rows)``, rows as ``(z, xy, pixel, speed)``.
+    """
+    config = _prediction_config(config_file, gpu, mfp, None)
+    if config.mode == 'vect-scalar':
+        raise ConfigError('%s: elektronn-profile needs an image network (mode %r has no input size to sweep)'
+                          % (config.config_file, config.mode))
+    config.batch_size = None
+    from elektronn.training.netcreation import createNet
+    n_lab = n_lab or config.n_lab or 3
+    cnn = createNet(config, config.patch_size, n_ch, n_lab, config.dimensions)
+    shapes = profile_shapes(config.dimensions, config.n_dim, xy_sizes, z_sizes)
+    csv_path = csv_path or 'Speed_%s.csv' % config.save_name
+    with open(csv_path, 'a') as f:
+        f.write(CSV_HEADER)
+    rng = np.random.default_rng(seed)
+    rows, work_total = [], float(sum(z * xy * xy for z, xy in shapes)) or 1.0
+    work_done, t0 = 0.0, time.time()
+    print('Profiling %i input shapes of %s into %s' % (len(shapes), config.save_name, csv_path))
+    for k, (z, xy) in enumerate(shapes, 1):
+        shape = (1, n_ch, xy, xy) if config.n_dim == 2 else (1, z, n_ch, xy, xy)
+        try:
+            data = rng.random(shape, dtype=np.float32)
+            best = np.inf
+            for _ in range(max(1, repeats)):
+                t = time.perf_counter()
+                out = cnn.class_probabilities(data)
+                best = min(best, time.perf_counter() - t)
+        except (RuntimeError, ValueError, MemoryError):
+            print('[%i/%i] z=%i xy=%i: failed' % (k, len(shapes), z, xy))
+            traceback.print_exc()
+            continue
+        finally:
+            work_done += z * xy * xy
+        n = int(np.prod(out.shape[2:]))
+        speed = n / best / 1e6
+        rows.append((z, xy, n, speed))
+        with open(csv_path, 'a') as f:
+            f.write('%i\t%i\t%i\t%f\n' % (z, xy, n, speed))
+        elapsed = time.time() - t0
+        print('[%i/%i] z=%i xy=%i: %i output voxels, %.3f MPix/s | elapsed %.0f s | ETA %.0f s'
+              % (k, len(shapes), z, xy, n, speed, elapsed, elapsed / work_done * (work_total - work_done)))
+    return csv_path, rows
