@@ -14,7 +14,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, '..')
 EXAMPLE = os.path.join(ROOT, 'examples', 'MNIST_CNN_warp_config.py')
-SHARED_MNIST = os.path.join(ROOT, '..', '..', 'shared', 'data', 'mnist.pkl.gz')
+SHARED_MNIST = os.path.join(ROOT, '..', 'shared', 'data', 'mnist.pkl.gz')
 
 
 def add_arguments(parser):

@@ -30,7 +30,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, '..')
 EXAMPLE = os.path.join(ROOT, 'examples', 'isbi2012_config.py')
-SHARED = os.path.join(ROOT, '..', '..', 'shared', 'data')
+SHARED = os.path.join(ROOT, '..', 'shared', 'data')
 sys.path.insert(0, HERE)
 from _pipeline_setup import emit  # noqa: E402
 
