@@ -43,10 +43,10 @@ def main(argv=None):
 
         if i % 100 == 0:
             valid_loss, valid_error, valid_predictions = cnn.get_error(data.valid_d, data.valid_l)
-            print("update:", i, "; Validation loss:", valid_loss, "Validation error:", valid_error * 100., "%")
+            print("update:", i, "; Validation loss:", valid_loss, "Validation error:", round(valid_error * 100., 3), "%")
 
     loss, error, test_predictions = cnn.get_error(data.test_d, data.test_l)
-    print("Test loss:", loss, "Test error:", error * 100., "%")
+    print("Test loss:", loss, "Test error:", round(error * 100., 3), "%")
     print("Done.")
     return {'steps': args.steps, 'test_loss': float(loss), 'test_error': float(error),
             'valid_error': float(valid_error), 'seconds': time.time() - t0}

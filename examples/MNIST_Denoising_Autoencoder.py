@@ -88,10 +88,10 @@ def main(argv=None):
 
         if i % 100 == 0:
             valid_loss, valid_error, _ = cnn2.get_error(data.valid_d, data.valid_l)
-            print("update:", i, "; NLL:", loss, "Validation error:", valid_error * 100., "%")
+            print("update:", i, "; NLL:", loss, "Validation error:", round(valid_error * 100., 3), "%")
 
     test_loss, test_error, _ = cnn2.get_error(data.test_d, data.test_l)
-    print("Pre-trained classifier: Test loss:", test_loss, "Test error:", test_error * 100., "%")
+    print("Pre-trained classifier: Test loss:", test_loss, "Test error:", round(test_error * 100., 3), "%")
     print("Done.")
     return {'steps': args.steps, 'finetune_steps': args.finetune_steps,
             'reconstruction_mse': float(cnn.get_error(data.valid_d, data.valid_d)[0]),

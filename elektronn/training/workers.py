@@ -17,7 +17,9 @@ Works with any data class that follows the data protocol (``getbatch(batch_size,
 
 Batches travel through a ``multiprocessing`` queue (pickle protocol 5); processes are forked where
 the platform allows it (so the data is shared copy-on-write) and spawned elsewhere (then ``data``
-must be picklable).
+must be picklable). A receiver thread in the trainer's process takes batches off that queue while
+the training step runs: reading a batch larger than the pipe's buffer waits for the worker's feeder
+thread several times, which cost the training loop about 1.5 ms a step on MNIST when done inline.
 
 Example::
 
@@ -33,6 +35,7 @@ import queue
 import random
 import signal
 import sys
+import threading
 import time
 import traceback
 import weakref
@@ -132,6 +135,23 @@ def _worker_main(index, data, batch_kwargs, seed, commands, results, parent_pid)
                     break  # stale: made before a change of data attributes
 
 
+def _receive(results, ready, stop):
+    """Receiver thread: move items from the workers' queue to the local ``ready`` queue until ``stop``."""
+    while not stop.is_set():
+        try:
+            item = results.get(timeout=_POLL_S)
+        except queue.Empty:
+            continue
+        except (EOFError, OSError, ValueError):
+            return  # the queue was closed
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=_POLL_S)
+                break
+            except queue.Full:
+                continue
+
+
 def _context():
     methods = mp.get_all_start_methods()
     return mp.get_context('fork' if 'fork' in methods else 'spawn')
@@ -172,7 +192,14 @@ class BackgroundWorkers:
             there.close()
             self._pipes.append(here)
             self.procs.append(p)
-        self._finalizer = weakref.finalize(self, BackgroundWorkers._stop, self.procs, self._pipes)
+        # The thread gets no reference to self, so that an abandoned instance is still finalised.
+        self._ready = queue.Queue(maxsize=max(1, prefetch))
+        self._stop_receiving = threading.Event()
+        self._receiver = threading.Thread(target=_receive, name='elektronn-batch-receiver', daemon=True,
+                                          args=(self._results, self._ready, self._stop_receiving))
+        self._receiver.start()
+        self._finalizer = weakref.finalize(self, BackgroundWorkers._stop, self.procs, self._pipes,
+                                           self._stop_receiving, self._receiver)
 
     @property
     def pids(self):
@@ -189,7 +216,7 @@ class BackgroundWorkers:
                 deadline = time.time() + 0.5  # a failed worker sent its traceback before exiting: prefer that
                 try:
                     while time.time() < deadline:
-                        item = self._results.get(timeout=max(0.01, deadline - time.time()))
+                        item = self._ready.get(timeout=max(0.01, deadline - time.time()))
                         if item[0] == 'error':
                             self._raise_error(item)
                 except queue.Empty:
@@ -211,7 +238,7 @@ class BackgroundWorkers:
             if time.time() - self._last_check > 0.5:
                 self._check_alive()
             try:
-                item = self._results.get(timeout=0.5)
+                item = self._ready.get(timeout=0.5)
             except queue.Empty:
                 self._check_alive()
                 if t_end is not None and time.time() > t_end:
@@ -253,7 +280,8 @@ class BackgroundWorkers:
         return sorted(sendable)
 
     @staticmethod
-    def _stop(procs, pipes, grace=2.0):
+    def _stop(procs, pipes, stop_receiving, receiver, grace=2.0):
+        stop_receiving.set()
         for pipe in pipes:
             try:
                 pipe.send(('stop',))
@@ -272,6 +300,7 @@ class BackgroundWorkers:
                 p.join(1.0)
         for pipe in pipes:
             pipe.close()
+        receiver.join(2 * _POLL_S + 1.0)
 
     def shutdown(self):
         """Stop and reap all workers (idempotent)."""
