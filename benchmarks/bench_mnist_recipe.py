@@ -13,7 +13,7 @@ Training minutes count as ``max_runtime`` does (history steps included). ``--his
 ``--monitor-batch-size`` override the config's estimates (every 100 steps on 10000 images cost much
 CPU time on a small machine). Usage::
 
-    python benchmarks/bench_mnist_recipe.py [--warp-minutes 24] [--finetune-minutes 8]
+    python benchmarks/bench_mnist_recipe.py [--warp-minutes 30] [--finetune-minutes 8] [--threads 1]
     python benchmarks/bench_mnist_recipe.py --quick        # a 1-minute check of the script
 """
 import argparse
@@ -33,7 +33,7 @@ def cpu_seconds():
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--warp-minutes', type=float, default=24.0)
+    p.add_argument('--warp-minutes', type=float, default=30.0)
     p.add_argument('--finetune-minutes', type=float, default=8.0)
     p.add_argument('--history-freq', type=int, default=1000)
     p.add_argument('--monitor-batch-size', type=int, default=10000)
