@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import os
+import resource
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -60,6 +61,26 @@ def make_trainer(args, quiet=True, **overrides):
         trainer.createNet()
     trainer.interactive = False
     return trainer
+
+
+def _live_process_cpu_seconds(pid):
+    """utime + stime of a live process from /proc (0 when it is gone)."""
+    try:
+        with open('/proc/%i/stat' % pid) as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def cpu_seconds(trainer=None):
+    """CPU seconds of this process and its reaped children, plus the trainer's live background workers
+    (a running ``Trainer.run`` has not reaped them yet)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    workers = getattr(trainer, 'workers', None)
+    live = sum(_live_process_cpu_seconds(p) for p in workers.pids) if workers is not None else 0.0
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + live
 
 
 def emit(**figure):

@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import io
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -32,25 +31,7 @@ ROOT = os.path.join(HERE, '..')
 EXAMPLE = os.path.join(ROOT, 'examples', 'isbi2012_config.py')
 SHARED = os.path.join(ROOT, '..', 'shared', 'data')
 sys.path.insert(0, HERE)
-from _pipeline_setup import emit  # noqa: E402
-
-
-def _proc_cpu_seconds(pid):
-    """utime + stime of a live process from /proc (0 when it is gone)."""
-    try:
-        with open('/proc/%i/stat' % pid) as f:
-            fields = f.read().rsplit(')', 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
-
-
-def run_cpu_seconds(trainer):
-    """CPU seconds of this process, its finished children and its live background workers."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    live = sum(_proc_cpu_seconds(p) for p in trainer.workers.pids) if trainer.workers is not None else 0.0
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + live
+from _pipeline_setup import cpu_seconds, emit  # noqa: E402
 
 
 def dense_valid_error(trainer):
@@ -99,17 +80,17 @@ def main():
         trainer.createNet()
     trainer.interactive = False
     step = trainer._trainStep
-    cpu_start = run_cpu_seconds(trainer)
+    cpu_start = cpu_seconds(trainer)
 
     def step_within_budget(plotter):
         step(plotter)
-        if run_cpu_seconds(trainer) - cpu_start >= budget:
+        if cpu_seconds(trainer) - cpu_start >= budget:
             trainer.config.n_steps = trainer.state.step            # the loop ends after this step
     trainer._trainStep = step_within_budget
     log = io.StringIO()
     with contextlib.redirect_stdout(log):
         outcome = trainer.run()
-    cpu_used = run_cpu_seconds(trainer) - cpu_start
+    cpu_used = cpu_seconds(trainer) - cpu_start
     status = [line for line in log.getvalue().splitlines() if 'NLLm=' in line]
     error, baseline, n_vox = dense_valid_error(trainer)
     c = trainer.config

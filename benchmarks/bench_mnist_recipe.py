@@ -20,15 +20,9 @@ import argparse
 import contextlib
 import io
 import os
-import resource
 import time
 
 import _pipeline_setup as setup
-
-
-def cpu_seconds():
-    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def main():
@@ -43,7 +37,7 @@ def main():
     args = p.parse_args()
     if args.quick:
         args.warp_minutes, args.finetune_minutes, args.history_freq = 0.5, 0.25, 200
-    t_wall, t_cpu = time.time(), cpu_seconds()
+    t_wall, t_cpu = time.time(), setup.cpu_seconds()
     trainer = setup.make_trainer(args, max_runtime=args.warp_minutes * 60, n_steps=10 ** 12,
                                  history_freq=[args.history_freq], monitor_batch_size=args.monitor_batch_size,
                                  plot_on=False)
@@ -58,7 +52,7 @@ def main():
         trainer.get_batch_kwargs_test['batch_size'] = 10000
         test_loss, test_error = trainer.testModel('test')
         valid_loss, valid_error = trainer.testModel('valid')
-    wall, cpu = time.time() - t_wall, cpu_seconds() - t_cpu
+    wall, cpu = time.time() - t_wall, setup.cpu_seconds() - t_cpu
     setup.emit(figure='mnist_recipe_test_error', test_error_percent=round(100 * test_error, 3),
                valid_error_percent=round(100 * valid_error, 3), test_loss=round(test_loss, 5), target='<= 0.5',
                data=type(trainer.data).__name__)

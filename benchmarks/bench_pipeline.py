@@ -36,7 +36,7 @@ ROOT = os.path.join(HERE, '..')
 EXAMPLE = os.path.join(ROOT, 'examples', 'neuro_3d_synthetic_config.py')
 sys.path.insert(0, HERE)
 from _pipeline_setup import emit  # noqa: E402
-from bench_pipeline_overhead import bare_rate  # noqa: E402
+from bench_pipeline_overhead import bare_step_times  # noqa: E402
 
 
 def write_config(workdir, name, max_runtime):
@@ -112,17 +112,23 @@ def main():
 
     # the machine's load may change during the benchmark: every elektronn-train round is compared with
     # bare-loop rounds just before and after it, and the figure is the median of these ratios
-    bare, total, loop, cli_steps, ratios, loop_ratios = [], [], [], [], [], []
-    bare.append(bare_rate(trainer, batches, args.bare_steps))
+    # (each side with the same estimator: overall rates as steps / total time, loop-only rates as
+    # 1 / median step time)
+    bare, bare_median, total, loop, cli_steps, ratios, loop_ratios = [], [], [], [], [], [], []
+
+    def bare_round():
+        times = bare_step_times(trainer, batches, args.bare_steps)
+        bare.append(len(times) / times.sum())
+        bare_median.append(1.0 / np.median(times))
+    bare_round()
     for _ in range(args.rounds):
         tot, lo, n = cli_rates(config_path, name, workdir, env)
-        bare.append(bare_rate(trainer, batches, args.bare_steps))
-        reference = 0.5 * (bare[-2] + bare[-1])
+        bare_round()
         total.append(tot)
         loop.append(lo)
         cli_steps.append(n)
-        ratios.append(tot / reference)
-        loop_ratios.append(lo / reference)
+        ratios.append(tot / (0.5 * (bare[-2] + bare[-1])))
+        loop_ratios.append(lo / (0.5 * (bare_median[-2] + bare_median[-1])))
     wrate, n_proc = worker_rate(trainer, args.worker_batches)
     b = float(np.median(bare))
     settings = dict(network='neuro_3d (input %s, zxy)' % (tuple(c.patch_size),), batch_size=c.batch_size,

@@ -23,7 +23,8 @@ import numpy as np
 import _pipeline_setup as setup
 
 
-def bare_rate(trainer, batches, steps):
+def bare_step_times(trainer, batches, steps):
+    """Seconds of each of ``steps`` bare ``cnn.trainingStep`` calls on the pre-made ``batches``."""
     cnn, mode = trainer.cnn, trainer.config.optimizer
     inputs = [trainer._split_batch(b) for b in batches]
     cnn.trainingStep(*inputs[0][0], mode=mode, **inputs[0][1])
@@ -33,7 +34,7 @@ def bare_rate(trainer, batches, steps):
         t0 = time.perf_counter()
         cnn.trainingStep(*x, mode=mode, **aux)
         times[k] = time.perf_counter() - t0
-    return 1.0 / np.median(times)  # the same estimator as the pipeline's loop rate
+    return times
 
 
 def pipeline_rates(trainer, steps):
@@ -62,7 +63,7 @@ def main():
         batches = [trainer.data.getbatch(**trainer.get_batch_kwargs) for _ in range(20)]
     bare, loop, total = [], [], []
     for _ in range(args.rounds):
-        bare.append(bare_rate(trainer, batches, args.steps))
+        bare.append(1.0 / np.median(bare_step_times(trainer, batches, args.steps)))  # the loop's estimator
         lo, to = pipeline_rates(trainer, args.steps)
         loop.append(lo)
         total.append(to)
