@@ -29,13 +29,17 @@ setup(
     long_description_content_type='text/x-rst',
     license='GPL-3.0-or-later',
     python_requires='>=3.10',
-    packages=['elektronn', 'elektronn.net', 'elektronn.net.layers', 'elektronn.training',
+    packages=['elektronn', 'elektronn.net', 'elektronn.net.layers', 'elektronn.training', 'elektronn.inference',
               'elektronn.cli', 'elektronn.data', 'elektronn.examples'],
     package_dir={'elektronn.examples': 'examples'},
     package_data={'elektronn.examples': ['*.py']},
-    install_requires=['numpy>=1.23', 'scipy>=1.9', 'h5py>=3.6', 'matplotlib>=3.5', 'torch>=2.2'],
+    # zarr: Zarr stores (v2 and v3) behind elektronn.volumes; distributed: block-wise prediction on
+    # Dask clusters (local, existing schedulers, dask-jobqueue); bokeh: the Dask dashboard.
+    install_requires=['numpy>=1.23', 'scipy>=1.9', 'h5py>=3.6', 'matplotlib>=3.5', 'torch>=2.2',
+                      'zarr>=3; python_version>="3.11"', 'numcodecs>=0.13', 'distributed>=2024.1', 'bokeh>=3.1'],
     extras_require={
-        'test': ['pytest>=7'],
+        # ome-zarr-models: the tests validate the OME-Zarr metadata of outputs against the NGFF models
+        'test': ['pytest>=7', 'ome-zarr-models>=0.1'],
         'docs': ['sphinx>=7'],
     },
     entry_points={'console_scripts': [

@@ -4,8 +4,9 @@ profile the prediction speed.
 * :func:`create_predncnn` (the original's function) rebuilds the network of a training config,
   optionally with max-fragment-pooling in every pooling layer and another input size, and loads
   the run's parameters.
-* :func:`predict_run` is ``elektronn-predict``: a volume in an HDF5 file, predicted block by block
-  into another HDF5 dataset (see :mod:`elektronn.training.volume_prediction`).
+* :func:`predict_run` is ``elektronn-predict``: a volume in an HDF5 file or Zarr store, predicted
+  block by block into another one, here or on a Dask cluster (see
+  :mod:`elektronn.inference.volume_prediction`).
 * :func:`profile_speed` is ``elektronn-profile``: prediction speed over a sweep of input sizes,
   written to a CSV file.
 """
@@ -16,8 +17,9 @@ import traceback
 import numpy as np
 
 from elektronn.training.config import Config, ConfigError
-from elektronn.training.volume_prediction import (DEFAULT_MEMORY_GB, PredictionError, open_h5, open_input,
-                                                  parse_h5_spec, predict_volume_h5)
+from elektronn import volumes
+from elektronn.inference.volume_prediction import (DEFAULT_MEMORY_GB, InputVolume, PredictionError, parse_h5_spec,
+                                                   predict_volume)
 
 __all__ = ['create_predncnn', 'locate_run', 'predict_run', 'profile_speed', 'profile_shapes']
 
@@ -147,33 +149,51 @@ def _trained_shape(param_path):
 
 def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_raw=False, as_uint8=False,
                 memory_gb=DEFAULT_MEMORY_GB, block_shape=None, resume=False, overwrite=False, gpu=None,
-                show_progress=True, progress_interval=None):
-    """``elektronn-predict``: predict an HDF5 volume with a trained network, block by block.
+                show_progress=True, progress_interval=None, workers=None, threads=None, scheduler=None, client=None):
+    """``elektronn-predict``: predict a volume (HDF5 or Zarr) with a trained network, block by block.
 
     Args:
         run: A training save directory, or a training config file.
-        input_spec: ``'file.h5:key'`` of the raw data.
-        output_spec: ``'file.h5:key'`` of the output (``'file.h5'`` alone: key ``'prob'``).
+        input_spec: ``'file.h5:key'`` or ``'vol.zarr:key'`` of the raw data.
+        output_spec: ``'file.h5:key'`` or ``'out.zarr:key'`` of the output (without a key: ``'prob'``).
         param_file: Parameters (default: the run's ``<save_name>-LAST.param``).
         layout: ``'xyz'`` or ``'zxy'`` (default: ``'zxy'`` if the run's ``zchxy_order`` is set).
         block_shape: Output block shape ``(x, y, z)`` instead of one chosen from ``memory_gb``.
-        Others: as :func:`~elektronn.training.volume_prediction.predict_volume_h5`.
+        gpu: In this process: ``False``, ``'auto'`` or an index (``None``: the config's ``device``).
+            With workers: the GPUs, one worker each (``'all'``, ``'0,1'``, a list, an index or
+            ``'auto'``); with a scheduler: any GPU value makes the workers use their first GPU.
+        workers: Start a local Dask cluster of this many worker processes (Zarr output).
+        threads: Computing threads per worker (default: the cores divided by the workers).
+        scheduler: Address (``tcp://host:8786``) or scheduler file of an existing Dask cluster.
+        client: A ``distributed.Client`` to use (instead of ``workers``/``scheduler``).
+        Others: as :func:`~elektronn.inference.volume_prediction.predict_volume`.
 
     Returns:
-        The summary of :func:`~elektronn.training.volume_prediction.predict_volume_h5`.
+        The summary of :func:`~elektronn.inference.volume_prediction.predict_volume`.
 
     Raises:
         PredictionError, ConfigError, FileNotFoundError: naming what is wrong.
     """
+    if sum(x is not None for x in (workers, scheduler, client)) > 1:
+        raise PredictionError('give one of workers (--workers), scheduler (--scheduler) and client')
+    distributed = workers is not None or scheduler is not None or client is not None
     input_path, input_key = parse_h5_spec(input_spec, 'input')
     output_path, output_key = parse_h5_spec(output_spec, 'output', default_key='prob')
-    config = _prediction_config(run, gpu, True, None)
+    if distributed and volumes.storage_format(output_path, must_exist=False, what='output') == 'hdf5':
+        raise PredictionError('the output %s is an HDF5 file, which only one process may write; --workers and '
+                              '--scheduler need a Zarr output, e.g. %s:%s'
+                              % (output_path, os.path.splitext(output_path)[0] + '.zarr', output_key))
+    gpus = _worker_gpus(gpu) if distributed else None
+    config = _prediction_config(run, False if distributed else gpu, True, None)
     if config.mode != 'img-img':
         raise PredictionError("%s: mode %r predicts one value per patch; elektronn-predict needs an 'img-img' network"
                               % (config.config_file, config.mode))
     layout = layout or ('zxy' if config.zchxy_order else 'xyz')
-    with open_h5(input_path, 'r', 'input') as f:  # fail on a wrong input before building the network
-        in_ch = open_input(f, input_key, input_path, layout).n_ch
+    try:  # fail on a wrong input before building the network
+        with volumes.open_container(input_path, 'r', 'input') as f:
+            in_ch = InputVolume(f.volume(input_key), layout, name=volumes.describe(input_path, input_key)).n_ch
+    except volumes.VolumeError as e:
+        raise PredictionError(str(e)) from None
     param_path = _last_params(config) if param_file is None else os.path.expanduser(param_file)
     if not os.path.isfile(param_path):
         raise PredictionError('parameter file %s does not exist%s' % (
@@ -187,10 +207,67 @@ def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_
     except ValueError as e:  # parameters of another architecture than the config's
         raise PredictionError(str(e)) from None
     zxy_block = None if block_shape is None else tuple(block_shape)[-1:] + tuple(block_shape)[:-1]
-    return predict_volume_h5(cnn, input_path, input_key, output_path, output_key, layout=layout, pad_raw=pad_raw,
-                             as_uint8=as_uint8, memory_gb=memory_gb, block_shape=zxy_block, resume=resume,
-                             overwrite=overwrite, show_progress=show_progress, progress_interval=progress_interval,
-                             info=dict(param_file=os.path.abspath(param_path), config_file=config.config_file))
+    kwargs = dict(layout=layout, pad_raw=pad_raw, as_uint8=as_uint8, memory_gb=memory_gb, block_shape=zxy_block,
+                  resume=resume, overwrite=overwrite, show_progress=show_progress,
+                  progress_interval=progress_interval,
+                  info=dict(param_file=os.path.abspath(param_path), config_file=config.config_file))
+    if not distributed:
+        return predict_volume(cnn, (input_path, input_key), (output_path, output_key), **kwargs)
+    from elektronn.inference.runners import connect, start_local_cluster
+    own = client is None
+    if client is None and workers is not None:
+        client = start_local_cluster(workers if gpus is None else None, threads, gpus=gpus)
+        print('Started a local Dask cluster: %i worker process(es) x %s thread(s)%s'
+              % (len(client.nthreads()), threads or 'auto',
+                 '' if gpus is None else ', GPUs %s (one each)' % ','.join(str(g) for g in gpus)))
+    elif client is None:
+        client = connect(scheduler)
+        print('Connected to the Dask scheduler %s: %i worker(s)' % (client.scheduler.address, len(client.nthreads())))
+    print('Dask dashboard: %s' % client.dashboard_link)
+    try:
+        return predict_volume(cnn, (input_path, input_key), (output_path, output_key), client=client,
+                              threads=threads if scheduler is not None else None,
+                              worker_device='cpu' if gpus is None else 'cuda', **kwargs)
+    finally:
+        if own:
+            cluster = client.cluster if workers is not None else None
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+def _worker_gpus(gpu):
+    """The GPU indices for one worker each, or ``None`` for CPU workers (see :func:`predict_run`)."""
+    from elektronn.net.device import get_free_gpu, parse_gpu
+    if gpu is None or gpu is False:
+        return None
+    if isinstance(gpu, (list, tuple)):
+        return [int(g) for g in gpu]
+    text = str(gpu).strip().lower()
+    if text == 'all':
+        import torch
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not n:
+            raise PredictionError('--gpu=all: no CUDA device is available; use --gpu=false for CPU workers')
+        return list(range(n))
+    if ',' in text:
+        try:
+            return [int(g) for g in text.split(',') if g.strip()]
+        except ValueError:
+            raise PredictionError("--gpu must be 'all', a list such as 0,1, an index, 'auto' or 'false', got %r"
+                                  % (gpu,)) from None
+    try:
+        choice = parse_gpu(gpu)
+    except ValueError as e:
+        raise PredictionError(str(e)) from None
+    if choice == 'cpu':
+        return None
+    if choice == 'auto':
+        index = get_free_gpu()
+        if index is None:
+            print('No free GPU found, the workers use the CPU')
+        return None if index is None else [index]
+    return [choice]
 
 
 # ---------------------------------------------------------------------------------------------------

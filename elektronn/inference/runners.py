@@ -1,0 +1,293 @@
+"""Run a block-wise task in this process or on a Dask cluster, with progress and resumability.
+
+A :class:`BlockTask` says what to do with one block: :meth:`BlockTask.open` prepares what every
+block needs (opens the stores, builds the network: once per process, not per block) and
+:meth:`BlockTask.run_block` reads the block's input, computes, writes the block's output and marks
+the block done in its :class:`~elektronn.inference.blocks.BlockLedger`. :func:`run_blocks` runs a
+list of blocks:
+
+* without a client, one after the other in this process;
+* with a ``distributed.Client``, on the cluster's workers. The task object is sent to every worker
+  once; then only block numbers and coordinates go to the workers and only small results (voxel
+  counts, seconds) come back: voxel arrays never travel through the scheduler. Each worker process
+  opens the task once and keeps it for all its blocks. A worker that dies mid-block (killed, out of
+  memory) has its block recomputed by another one (Dask reschedules it); since a block's flag is set
+  only after its data is written, the output is complete and every block written in full.
+
+:func:`start_local_cluster` starts a ``distributed`` cluster of worker processes on this machine
+(one per GPU when GPUs are given, each seeing only its own GPU through ``CUDA_VISIBLE_DEVICES``),
+:func:`connect` a client to an existing scheduler.
+"""
+import os
+import threading
+import time
+import uuid
+
+__all__ = ['BlockTask', 'run_blocks', 'start_local_cluster', 'connect', 'available_cores', 'BlockRunError']
+
+
+class BlockRunError(RuntimeError):
+    """A block failed (the message names it and the cause)."""
+
+
+class BlockTask:
+    """Work on the blocks of a volume; subclass it and define :meth:`open` and :meth:`run_block`.
+
+    The object must be picklable: with a cluster it is sent to every worker once. Keep open files
+    and devices out of it; :meth:`open` makes them in the process that runs the blocks.
+
+    Attributes:
+        token: Identifies the task (the workers keep one opened state per token).
+        threads: Threads for the computation in each process (``None``: leave as it is).
+    """
+
+    def __init__(self, threads=None):
+        self.token = uuid.uuid4().hex
+        self.threads = threads
+
+    def open(self):
+        """Prepare a process to run blocks; returns the state passed to :meth:`run_block`."""
+        raise NotImplementedError
+
+    def run_block(self, state, number, start, stop):
+        """Process block ``number`` (``[start, stop)``); write its output, then mark it done.
+
+        Returns:
+            A small dict; ``'voxels'`` (the block's output voxels) feeds the progress bar.
+        """
+        raise NotImplementedError
+
+    def close(self, state):
+        """Release what :meth:`open` made."""
+
+
+def available_cores():
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+# ----------------------------------------------------------------------------------------------------
+# Worker side
+# ----------------------------------------------------------------------------------------------------
+_STATES = {}
+_STATES_LOCK = threading.Lock()
+
+
+def _worker_state(task):
+    """The opened state of ``task`` in this process (opened on first use; other tasks' states closed)."""
+    with _STATES_LOCK:
+        entry = _STATES.get(task.token)
+        if entry is None:
+            for token in list(_STATES):
+                old_task, old_state, _ = _STATES.pop(token)
+                old_task.close(old_state)
+            entry = _STATES[task.token] = (task, task.open(), threading.Lock())
+        return entry
+
+
+def _run_on_worker(task, number, start, stop):
+    """Run one block in a worker process (one block at a time per process and task)."""
+    task, state, lock = _worker_state(task)
+    with lock:
+        t0 = time.perf_counter()
+        result = dict(task.run_block(state, number, start, stop) or {})
+    result.setdefault('voxels', 0)
+    result.update(number=int(number), seconds=time.perf_counter() - t0, pid=os.getpid())
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------
+# Runners
+# ----------------------------------------------------------------------------------------------------
+def run_blocks(task, todo, client=None, total_blocks=None, show_progress=True, progress_interval=None,
+               what='Processing', verb='processed'):
+    """Run ``task`` on the blocks ``todo``.
+
+    Args:
+        task: A :class:`BlockTask`.
+        todo: ``[(number, start, stop), ...]``, the blocks to process.
+        client: A ``distributed.Client`` to run on its cluster, or ``None`` (this process).
+        total_blocks: All blocks of the plan (for the progress bar; default ``len(todo)``).
+        show_progress: Print a progress bar with blocks/s, voxels/s and ETA.
+        progress_interval: Seconds between progress lines (default: 0.25 on a terminal, else 10).
+        what: Text in front of the bar.
+        verb: What is done to a block (``'predicted'``), for the summary after an interruption.
+
+    Returns:
+        A dict: ``computed`` (blocks), ``voxels``, ``seconds`` (wall), ``block_seconds`` (summed
+        time inside :meth:`BlockTask.run_block`).
+
+    Raises:
+        BlockRunError: a block failed (naming it); KeyboardInterrupt after the blocks done so far
+        were reported.
+    """
+    from elektronn.utils import ProgressBar
+    todo = list(todo)
+    total_blocks = len(todo) if total_blocks is None else int(total_blocks)
+    voxels = sum(_voxels(a, b) for _, a, b in todo)
+    bar = ProgressBar(total_blocks, work=voxels, what=what, step_name='blocks', work_name='voxel',
+                      interval=progress_interval, done=total_blocks - len(todo)) if show_progress else None
+    stats = dict(computed=0, voxels=0, block_seconds=0.0)
+    t0 = time.time()
+
+    def finished(result):
+        stats['computed'] += 1
+        stats['voxels'] += int(result.get('voxels', 0))
+        stats['block_seconds'] += float(result.get('seconds', 0.0))
+        if bar is not None:
+            bar.update(1, work=int(result.get('voxels', 0)))
+
+    try:
+        if client is None:
+            _run_here(task, todo, finished)
+        else:
+            _run_on_cluster(task, todo, client, finished)
+    except BaseException as e:
+        if bar is not None:
+            bar.close()
+        seconds = time.time() - t0
+        if isinstance(e, KeyboardInterrupt):
+            print('Interrupted: %i of %i blocks done; %s %i blocks (%i voxels) in %.1f s: %.3f Mvoxel/s'
+                  % (total_blocks - len(todo) + stats['computed'], total_blocks, verb, stats['computed'], stats['voxels'],
+                     seconds, stats['voxels'] / 1e6 / max(seconds, 1e-9)))
+        raise
+    if bar is not None:
+        bar.close()
+    stats['seconds'] = time.time() - t0
+    return stats
+
+
+def _voxels(start, stop):
+    n = 1
+    for a, b in zip(start, stop):
+        n *= b - a
+    return n
+
+
+def _run_here(task, todo, finished):
+    state = task.open()
+    try:
+        for number, start, stop in todo:
+            t = time.perf_counter()
+            result = dict(task.run_block(state, number, start, stop) or {})
+            result.setdefault('seconds', time.perf_counter() - t)
+            finished(result)
+    finally:
+        task.close(state)
+
+
+def _run_on_cluster(task, todo, client, finished):
+    from distributed import as_completed
+    from distributed.scheduler import KilledWorker
+    if not todo:
+        return
+    [task_future] = client.scatter([task], broadcast=True, hash=False)
+    threads = sum(client.nthreads().values()) or 1
+    window = max(16, 4 * threads)  # enough queued work for every worker thread, without flooding the scheduler
+    pending = iter(todo)
+    queue = as_completed()
+    prefix = 'elektronn-block-%s' % task.token[:12]
+
+    def submit_next():
+        for number, start, stop in pending:
+            queue.add(client.submit(_run_on_worker, task_future, number, start, stop, key='%s-%i' % (prefix, number),
+                                    pure=False))
+            return True
+        return False
+
+    for _ in range(window):
+        if not submit_next():
+            break
+    try:
+        for future in queue:
+            try:
+                result = future.result()
+            except KilledWorker as e:
+                raise BlockRunError('%s: the block killed %s worker processes in a row (out of memory? lower '
+                                    '--memory-gb); the blocks done so far are kept' % (future.key, _failures())) \
+                    from e
+            except Exception as e:
+                raise BlockRunError('%s failed on a worker: %s: %s' % (future.key, type(e).__name__, e)) from e
+            finished(result)
+            submit_next()
+    except BaseException:
+        client.cancel(list(queue.futures) + [task_future])
+        raise
+    client.cancel([task_future])
+
+
+def _failures():
+    import dask
+    return dask.config.get('distributed.scheduler.allowed-failures', 3) + 1
+
+
+# ----------------------------------------------------------------------------------------------------
+# Clusters
+# ----------------------------------------------------------------------------------------------------
+def start_local_cluster(n_workers=None, threads=None, gpus=None, dashboard=True, memory_limit='auto',
+                        silence_logs=True):
+    """A ``distributed`` cluster of worker processes on this machine and a client connected to it.
+
+    Each worker runs one block at a time (Dask ``nthreads=1``) and computes with ``threads`` threads.
+
+    Args:
+        n_workers: Worker processes (default: one per GPU, or 1).
+        threads: Computing threads per worker (default: the cores divided by the workers).
+        gpus: GPU indices (``CUDA_VISIBLE_DEVICES`` numbering); worker ``i`` sees only
+            ``gpus[i]`` (as its ``cuda:0``). ``n_workers`` must then be ``None`` or ``len(gpus)``.
+        dashboard: Serve the Dask dashboard (on port 8787, or a free one).
+        memory_limit: Per worker, as Dask (``'auto'``: the machine's memory divided by the workers).
+
+    Returns:
+        A ``distributed.Client``; ``client.cluster`` is the cluster (close both when done).
+    """
+    import logging
+    from distributed import Client, Nanny, Scheduler, SpecCluster
+    from distributed.system import MEMORY_LIMIT
+    gpus = None if gpus is None else [str(g) for g in gpus]
+    if gpus is not None:
+        if n_workers not in (None, len(gpus)):
+            raise ValueError('one worker per GPU: %i workers for the GPUs %s' % (n_workers, ','.join(gpus)))
+        n_workers = len(gpus)
+    n_workers = int(n_workers or 1)
+    if n_workers < 1:
+        raise ValueError('n_workers must be at least 1, got %r' % (n_workers,))
+    threads = int(threads or max(1, available_cores() // n_workers))
+    if memory_limit == 'auto':
+        memory_limit = int(MEMORY_LIMIT // n_workers)
+    workers = {}
+    for i in range(n_workers):
+        env = {'OMP_NUM_THREADS': str(threads), 'MKL_NUM_THREADS': str(threads),
+               'ELEKTRONN_WORKER_THREADS': str(threads)}
+        if gpus is not None:
+            env['CUDA_VISIBLE_DEVICES'] = gpus[i]
+        workers[i] = {'cls': Nanny, 'options': dict(nthreads=1, env=env, memory_limit=memory_limit,
+                                                    silence_logs=logging.WARNING if silence_logs else None)}
+    scheduler = {'cls': Scheduler, 'options': dict(dashboard_address=':8787' if dashboard else None,
+                                                   dashboard=bool(dashboard))}
+    cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.WARNING if silence_logs else None,
+                          name='elektronn')
+    client = Client(cluster)
+    client.wait_for_workers(n_workers)
+    return client
+
+
+def connect(scheduler):
+    """A ``distributed.Client`` of an existing cluster.
+
+    Args:
+        scheduler: The scheduler's address (``tcp://host:8786``) or a scheduler file (JSON, as
+            written by ``dask scheduler --scheduler-file`` or dask-jobqueue).
+    """
+    from distributed import Client
+    text = str(scheduler)
+    if os.path.isfile(os.path.expanduser(text)):
+        return Client(scheduler_file=os.path.expanduser(text))
+    if '://' not in text and not text.endswith('.json'):
+        text = 'tcp://' + text
+    elif text.endswith('.json'):
+        raise FileNotFoundError('scheduler file %s does not exist' % scheduler)
+    return Client(text, timeout='30s')
