@@ -107,6 +107,7 @@ class ProgressBar:
         self.last = -float('inf')
         self.steps = int(done)
         self.start_steps = int(done)
+        self.show_step_rate = work is not None  # with work units, the steps' rate is shown too
         self.work_done = 0.0
         self._shown = 0  # length of the line on the terminal
 
@@ -131,9 +132,11 @@ class ProgressBar:
         eta = _clock(remaining / rate) if rate > 0 else '?'
         fraction = self.steps / self.total if self.total else 1.0
         filled = int(round(fraction * self.width))
-        return '%s%5.1f%% [%s%s] %i/%i %s | %s/s | elapsed %s | ETA %s' % (
+        step_rate = ' | %.2f %s/s' % ((self.steps - self.start_steps) / elapsed, self.step_name) \
+            if self.show_step_rate else ''
+        return '%s%5.1f%% [%s%s] %i/%i %s%s | %s/s | elapsed %s | ETA %s' % (
             self.what + ' ' if self.what else '', 100 * fraction, '#' * filled, '.' * (self.width - filled),
-            self.steps, self.total, self.step_name, _si(rate, self.work_name), _clock(elapsed), eta)
+            self.steps, self.total, self.step_name, step_rate, _si(rate, self.work_name), _clock(elapsed), eta)
 
     def _show(self, now):
         out = self._out()

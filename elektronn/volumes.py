@@ -466,7 +466,7 @@ class _ZarrContainer(Container):
                     names.append(prefix + name)
                 else:
                     stack.append((prefix + name + '/', node))
-        return names[:limit]
+        return sorted(names)[:limit]
 
 
 def _is_flat_list(value):

@@ -1,4 +1,7 @@
-"""Helpers for the pipeline tests: small config files for the synthetic data classes, process checks."""
+"""Helpers for the pipeline tests: small config files for the synthetic data classes, a trained run to
+predict with, process checks."""
+import contextlib
+import io
 import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -35,3 +38,51 @@ def process_alive(pid):
             return f.read().split(')')[-1].split()[0] != 'Z'
     except FileNotFoundError:
         return False
+
+
+#: A tiny 3D img-img run on the CNNData pipeline; fov (x, y, z) = (11, 11, 3).
+PREDICTION_RUN = dict(
+    save_name='tiny', mode='img-img', n_dim=3, desired_input=[18, 18, 5], filters=[[4, 4, 1], [3, 3, 3], [2, 2, 1]],
+    pool=[[2, 2, 1], 1, 1], nof_filters=[3, 4, 4], MLP_layers=[], batch_size=1, monitor_batch_size=2, n_lab=2,
+    d_files=[('raw.h5', 'raw')], l_files=[('lab.h5', 'lab')], valid_cubes=[], n_steps=3, history_freq=[2],
+    max_runtime=60, plot_on=False, background_processes=False, warp_on=False, SGD_params=dict(LR=0.01, momentum=0.9),
+)
+
+
+def quiet(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` with its printouts swallowed."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn(*args, **kwargs)
+
+
+def make_prediction_run(folder):
+    """A save directory made by the Trainer (3 steps) in ``folder``, its config, and a raw volume (x, y, z) uint8.
+
+    Returns:
+        A dict: ``folder``, ``config``, ``save_dir``, ``raw`` (also in ``folder/raw.h5:raw``) and ``cnn``.
+    """
+    import h5py
+    import numpy as np
+    from elektronn.training.config import Config
+    from elektronn.training.trainer import Trainer
+    os.makedirs(str(folder), exist_ok=True)
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 256, (40, 40, 12)).astype(np.uint8)
+    with h5py.File(folder / 'raw.h5', 'w') as f:
+        f.create_dataset('raw', data=raw, chunks=(16, 16, 4))
+    with h5py.File(folder / 'lab.h5', 'w') as f:
+        f['lab'] = (raw > 128).astype(np.int16)
+    config = write_config(folder, base=PREDICTION_RUN, data_path=str(folder) + '/', label_path=str(folder) + '/')
+    home = os.environ.get('HOME')
+    os.environ['HOME'] = str(folder / 'home')  # no user config
+    try:
+        trainer = quiet(Trainer, Config(config, init_device=False))
+        quiet(trainer.loadData)
+        quiet(trainer.createNet)
+        trainer.interactive = False
+        quiet(trainer.run)
+    finally:
+        os.environ['HOME'] = home
+    save_dir = os.path.join(str(folder), 'run', '')
+    assert os.path.exists(os.path.join(save_dir, 'tiny-LAST.param'))
+    return dict(folder=folder, config=config, save_dir=save_dir, raw=raw, cnn=trainer.cnn)

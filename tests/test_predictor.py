@@ -1,7 +1,5 @@
 """Prediction from a training run: create_predncnn, elektronn-predict (with a kill and --resume) and
 elektronn-profile."""
-import contextlib
-import io
 import json
 import os
 import re
@@ -19,47 +17,11 @@ from elektronn.cli import profile as profile_cli
 from elektronn.training.config import Config
 from elektronn.training.predictor import create_predncnn, locate_run, profile_shapes
 
-from pipeline_helpers import write_config
-
-#: A tiny 3D img-img run on the CNNData pipeline; fov (x, y, z) = (11, 11, 3).
-RUN = dict(
-    save_name='tiny', mode='img-img', n_dim=3, desired_input=[18, 18, 5], filters=[[4, 4, 1], [3, 3, 3], [2, 2, 1]],
-    pool=[[2, 2, 1], 1, 1], nof_filters=[3, 4, 4], MLP_layers=[], batch_size=1, monitor_batch_size=2, n_lab=2,
-    d_files=[('raw.h5', 'raw')], l_files=[('lab.h5', 'lab')], valid_cubes=[], n_steps=3, history_freq=[2],
-    max_runtime=60, plot_on=False, background_processes=False, warp_on=False, SGD_params=dict(LR=0.01, momentum=0.9),
-)
-
-
-def quiet(fn, *args, **kwargs):
-    with contextlib.redirect_stdout(io.StringIO()):
-        return fn(*args, **kwargs)
-
+from pipeline_helpers import PREDICTION_RUN, make_prediction_run, quiet, write_config
 
 @pytest.fixture(scope='module')
 def run(tmp_path_factory):
-    """A save directory made by the Trainer (3 steps), its config, and a raw volume (x, y, z) uint8."""
-    from elektronn.training.trainer import Trainer
-    folder = tmp_path_factory.mktemp('run')
-    rng = np.random.default_rng(0)
-    raw = rng.integers(0, 256, (40, 40, 12)).astype(np.uint8)
-    with h5py.File(folder / 'raw.h5', 'w') as f:
-        f.create_dataset('raw', data=raw, chunks=(16, 16, 4))
-    with h5py.File(folder / 'lab.h5', 'w') as f:
-        f['lab'] = (raw > 128).astype(np.int16)
-    config = write_config(folder, base=RUN, data_path=str(folder) + '/', label_path=str(folder) + '/')
-    home = os.environ.get('HOME')
-    os.environ['HOME'] = str(folder / 'home')  # no user config
-    try:
-        trainer = quiet(Trainer, Config(config, init_device=False))
-        quiet(trainer.loadData)
-        quiet(trainer.createNet)
-        trainer.interactive = False
-        quiet(trainer.run)
-    finally:
-        os.environ['HOME'] = home
-    save_dir = os.path.join(str(folder), 'run', '')
-    assert os.path.exists(os.path.join(save_dir, 'tiny-LAST.param'))
-    return dict(folder=folder, config=config, save_dir=save_dir, raw=raw, cnn=trainer.cnn)
+    return make_prediction_run(tmp_path_factory.mktemp('run'))
 
 
 @pytest.fixture(autouse=True)
@@ -102,7 +64,7 @@ def test_create_predncnn_param_file_and_errors(run, tmp_path):
         quiet(create_predncnn, run['config'], 2, 2, gpu=False)
     with pytest.raises(FileNotFoundError, match=r'parameter file .*none.param does not exist'):
         quiet(create_predncnn, run['config'], 1, 2, gpu=False, param_file=str(tmp_path / 'none.param'))
-    empty = write_config(tmp_path, base=RUN, save_path=str(tmp_path / 'empty') + '/', data_path='/nowhere/')
+    empty = write_config(tmp_path, base=PREDICTION_RUN, save_path=str(tmp_path / 'empty') + '/', data_path='/nowhere/')
     with pytest.raises(FileNotFoundError, match=r'empty/tiny-LAST.param does not exist \(has the run saved'):
         quiet(create_predncnn, empty, 1, 2, gpu=False)  # the training data need not exist, the parameters must
     with pytest.raises(FileNotFoundError, match='is not the save directory of a training run'):

@@ -1,10 +1,11 @@
-"""``elektronn-predict``: predict a volume larger than the memory with a trained network.
+"""``elektronn-predict``: predict a volume of any size with a trained network, here or on a Dask cluster.
 
 Usage::
 
-    elektronn-predict <save dir | config> <in.h5:key> <out.h5[:key]> [--params FILE] [--layout xyz|zxy]
-                      [--pad-raw] [--uint8] [--memory-gb GB] [--block-shape X,Y,Z] [--resume | --overwrite]
-                      [--gpu {auto|false|<int>}]
+    elektronn-predict <save dir | config> <in.h5:key | in.zarr:key> <out.h5[:key] | out.zarr[:key]>
+                      [--params FILE] [--layout xyz|zxy] [--pad-raw] [--uint8] [--memory-gb GB]
+                      [--block-shape X,Y,Z] [--resume | --overwrite] [--gpu GPU]
+                      [--workers N [--threads T] | --scheduler ADDRESS|FILE]
 
 See ``elektronn-predict --help`` and :func:`elektronn.training.predictor.predict_run`.
 """
@@ -20,9 +21,25 @@ what happens:
   The network of the training run is rebuilt with max-fragment-pooling in every pooling layer
   (a dense network: the same numbers as predictDense, much faster) and its parameters are
   loaded. The input is cut into blocks that fit --memory-gb; each block is predicted and
-  written to the output dataset at once, and the finished blocks are recorded in the dataset
-  <key>_done next to it. An interrupted run (ctrl+c, kill, a crash) keeps every finished block:
-  run the same command with --resume to predict the rest.
+  written to the output at once, and the finished blocks are recorded in <key>_done next to
+  it. An interrupted run (ctrl+c, kill, a crash) keeps every finished block: run the same
+  command with --resume to predict the rest (also when the interrupted run was distributed).
+
+files:
+  .h5/.hdf5: HDF5 (h5py); .zarr: Zarr (v2 or v3 stores; KEY is an array path, e.g. raw or
+  volumes/raw/s0, or an OME-Zarr image group). A .zarr output is an OME-Zarr (NGFF 0.4) image
+  <out.zarr>/<key> (array <key>/0), compressed, chunked as the blocks, with the input's voxel
+  size: open it in napari (napari out.zarr/prob) or neuroglancer.
+
+distributed (Zarr output):
+  --workers N     a local Dask cluster of N worker processes on this machine; each predicts one
+                  block at a time with --threads threads (default: cores / N). With --gpu=all or
+                  --gpu=0,1,...: one worker per GPU, each seeing only its own GPU.
+  --scheduler A   an existing Dask cluster (tcp://host:8786 or a scheduler file), e.g. started
+                  by dask-jobqueue on SLURM/PBS; --gpu=0 (any index) makes workers use their GPU.
+  Workers read their input regions straight from the store and write their output blocks;
+  only block coordinates travel through the scheduler. A worker that dies has its block
+  recomputed by another. The Dask dashboard's address is printed.
 
 layouts:
   xyz (default): input (x, y, z) or (ch, x, y, z) -> output (class, x', y', z')
@@ -36,6 +53,9 @@ examples:
   elektronn-predict ~/CNN_Training/3D/neuro_3d raw.h5:raw prob.h5:barrier --pad-raw --uint8
   elektronn-predict ~/CNN_Training/3D/neuro_3d raw.h5:raw prob.h5:barrier --pad-raw --uint8 --resume
   elektronn-predict my_config.py raw.h5:raw prob.h5 --params net_end.param --memory-gb 4 --gpu=0
+  elektronn-predict ~/CNN_Training/3D/neuro_3d raw.zarr:raw prob.zarr:barrier --pad-raw --workers 2
+  elektronn-predict ~/CNN_Training/3D/neuro_3d raw.zarr:raw prob.zarr --gpu=all --workers 4
+  elektronn-predict ~/CNN_Training/3D/neuro_3d raw.zarr:raw prob.zarr --scheduler scheduler.json
 """
 
 
@@ -59,14 +79,40 @@ def _memory(text):
     return value
 
 
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError('must be a positive integer, got %r' % text)
+    return value
+
+
+def _gpus_value(text):
+    """``--gpu``: as elektronn-train's, and for workers also ``all`` or a list ``0,1``."""
+    lowered = text.strip().lower()
+    if lowered == 'all':
+        return lowered
+    if ',' in lowered:
+        try:
+            return [int(g) for g in lowered.split(',') if g.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError("must be 'auto', 'false', 'all', an index or a list such as 0,1, got %r"
+                                             % text) from None
+    return _gpu_value(text)
+
+
 def _parser():
     p = argparse.ArgumentParser(
         prog='elektronn-predict', formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
-        description='Predict class probabilities of a volume in an HDF5 file, block by block, with a trained network.')
+        description='Predict class probabilities of a volume in an HDF5 file or Zarr store, block by block, with a '
+                    'trained network, in this process or on a Dask cluster.')
     p.add_argument('run', help='save directory of the training run (its Backup/config.py and <save_name>-LAST.param), '
                                'or a training config file')
-    p.add_argument('input', help='raw data as file.h5:key')
-    p.add_argument('output', help="output as file.h5:key (file.h5 alone: key 'prob'); the file is created if needed")
+    p.add_argument('input', help='raw data as file.h5:key or store.zarr:key')
+    p.add_argument('output', help="output as file.h5:key or out.zarr:key (without a key: 'prob'); the file or store is "
+                                  'created if needed')
     p.add_argument('--params', metavar='FILE', help='parameter file (default: <save_name>-LAST.param of the run)')
     p.add_argument('--layout', choices=('xyz', 'zxy'), help="axis order of the input (default: the run's "
                                                             "zchxy_order, i.e. xyz unless it is set)")
@@ -81,8 +127,16 @@ def _parser():
     group.add_argument('--resume', action='store_true',
                        help='continue an interrupted prediction into the existing output (finished blocks are kept)')
     group.add_argument('--overwrite', action='store_true', help='replace an existing output dataset')
-    p.add_argument('--gpu', type=_gpu_value, default=None, metavar='{auto|false|<int>}',
-                   help="device; default: the config's 'device' (False = CPU)")
+    p.add_argument('--gpu', type=_gpus_value, default=None, metavar='{auto|false|<int>|all|0,1,..}',
+                   help="device; default: the config's 'device' (False = CPU); with --workers the GPUs, one worker "
+                        'each')
+    dist = p.add_mutually_exclusive_group()
+    dist.add_argument('--workers', type=_positive_int, metavar='N',
+                      help='predict on a local Dask cluster of N worker processes (Zarr output)')
+    dist.add_argument('--scheduler', metavar='ADDRESS|FILE',
+                      help='predict on an existing Dask cluster: tcp://host:port or a scheduler file (Zarr output)')
+    p.add_argument('--threads', type=_positive_int, metavar='T',
+                   help='computing threads per worker (default: the cores divided by --workers)')
     return p
 
 
@@ -91,15 +145,18 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     if args.memory_gb is not None and args.block_shape is not None:
         print('elektronn-predict: note: --block-shape given, --memory-gb is not used', file=sys.stderr)
+    if args.workers is None and args.scheduler is None and (isinstance(args.gpu, list) or args.gpu == 'all'):
+        _parser().error('--gpu=%s needs --workers (one worker per GPU)' % (args.gpu,))
     from elektronn.training.config import ConfigError
     from elektronn.training.predictor import predict_run
-    from elektronn.training.volume_prediction import DEFAULT_MEMORY_GB, PredictionError
+    from elektronn.inference.volume_prediction import DEFAULT_MEMORY_GB, PredictionError
     try:
         predict_run(args.run, args.input, args.output, param_file=args.params, layout=args.layout,
                     pad_raw=args.pad_raw, as_uint8=args.uint8,
                     memory_gb=DEFAULT_MEMORY_GB if args.memory_gb is None else args.memory_gb,
-                    block_shape=args.block_shape, resume=args.resume, overwrite=args.overwrite, gpu=args.gpu)
-    except (PredictionError, ConfigError, FileNotFoundError) as e:
+                    block_shape=args.block_shape, resume=args.resume, overwrite=args.overwrite, gpu=args.gpu,
+                    workers=args.workers, threads=args.threads, scheduler=args.scheduler)
+    except (PredictionError, ConfigError, FileNotFoundError, ConnectionError) as e:
         print('elektronn-predict: error: %s' % e, file=sys.stderr)
         return 2
     except KeyboardInterrupt:

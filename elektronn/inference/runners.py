@@ -72,6 +72,7 @@ def available_cores():
 # ----------------------------------------------------------------------------------------------------
 # Worker side
 # ----------------------------------------------------------------------------------------------------
+_LOCALHOST = '127.0.0.1'
 _STATES = {}
 _STATES_LOCK = threading.Lock()
 
@@ -151,8 +152,8 @@ def run_blocks(task, todo, client=None, total_blocks=None, show_progress=True, p
         seconds = time.time() - t0
         if isinstance(e, KeyboardInterrupt):
             print('Interrupted: %i of %i blocks done; %s %i blocks (%i voxels) in %.1f s: %.3f Mvoxel/s'
-                  % (total_blocks - len(todo) + stats['computed'], total_blocks, verb, stats['computed'], stats['voxels'],
-                     seconds, stats['voxels'] / 1e6 / max(seconds, 1e-9)))
+                  % (total_blocks - len(todo) + stats['computed'], total_blocks, verb, stats['computed'],
+                     stats['voxels'], seconds, stats['voxels'] / 1e6 / max(seconds, 1e-9)))
         raise
     if bar is not None:
         bar.close()
@@ -184,7 +185,9 @@ def _run_on_cluster(task, todo, client, finished):
     from distributed.scheduler import KilledWorker
     if not todo:
         return
-    [task_future] = client.scatter([task], broadcast=True, hash=False)
+    # The task travels once, as the result of a task that returns it: workers fetch it from each other, and the
+    # scheduler can make it again should every worker holding it die (scattered data would be lost then).
+    task_future = client.submit(_identity, task, key='elektronn-task-%s' % task.token, pure=False)
     threads = sum(client.nthreads().values()) or 1
     window = max(16, 4 * threads)  # enough queued work for every worker thread, without flooding the scheduler
     pending = iter(todo)
@@ -217,6 +220,10 @@ def _run_on_cluster(task, todo, client, finished):
         client.cancel(list(queue.futures) + [task_future])
         raise
     client.cancel([task_future])
+
+
+def _identity(value):
+    return value
 
 
 def _failures():
@@ -264,10 +271,11 @@ def start_local_cluster(n_workers=None, threads=None, gpus=None, dashboard=True,
                'ELEKTRONN_WORKER_THREADS': str(threads)}
         if gpus is not None:
             env['CUDA_VISIBLE_DEVICES'] = gpus[i]
-        workers[i] = {'cls': Nanny, 'options': dict(nthreads=1, env=env, memory_limit=memory_limit,
+        workers[i] = {'cls': Nanny, 'options': dict(nthreads=1, env=env, memory_limit=memory_limit, host=_LOCALHOST,
                                                     silence_logs=logging.WARNING if silence_logs else None)}
-    scheduler = {'cls': Scheduler, 'options': dict(dashboard_address=':8787' if dashboard else None,
-                                                   dashboard=bool(dashboard))}
+    # a local cluster listens on the loopback interface only: nothing outside this machine can reach it
+    scheduler = {'cls': Scheduler, 'options': dict(host=_LOCALHOST, dashboard=bool(dashboard),
+                                                   dashboard_address='%s:%i' % (_LOCALHOST, 8787 if dashboard else 0))}
     cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.WARNING if silence_logs else None,
                           name='elektronn')
     client = Client(cluster)
@@ -285,9 +293,13 @@ def connect(scheduler):
     from distributed import Client
     text = str(scheduler)
     if os.path.isfile(os.path.expanduser(text)):
-        return Client(scheduler_file=os.path.expanduser(text))
-    if '://' not in text and not text.endswith('.json'):
-        text = 'tcp://' + text
+        kwargs = dict(scheduler_file=os.path.expanduser(text))
     elif text.endswith('.json'):
         raise FileNotFoundError('scheduler file %s does not exist' % scheduler)
-    return Client(text, timeout='30s')
+    else:
+        kwargs = dict(address=text if '://' in text else 'tcp://' + text)
+    try:
+        return Client(timeout='30s', **kwargs)
+    except (OSError, TimeoutError) as e:
+        raise ConnectionError('cannot reach the Dask scheduler %s: %s; is it running, and is the address (or '
+                              'scheduler file) right?' % (scheduler, e)) from None

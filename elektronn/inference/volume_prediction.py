@@ -61,8 +61,8 @@ from elektronn.net.prediction import dense_geometry
 from elektronn.training.cubes import spatial_file_axes
 
 __all__ = ['PredictionError', 'LAYOUTS', 'parse_h5_spec', 'InputVolume', 'BlockPlan', 'plan_blocks',
-           'estimate_block_bytes', 'predict_volume', 'predict_volume_h5', 'PredictionTask', 'network_checksum',
-           'DEFAULT_MEMORY_GB', 'INFO_ATTR']
+           'estimate_block_bytes', 'predict_volume', 'predict_volume_h5', 'check_distributed_output', 'PredictionTask',
+           'network_checksum', 'DEFAULT_MEMORY_GB', 'INFO_ATTR']
 
 #: File layouts of the input (the output follows the input's).
 LAYOUTS = ('xyz', 'zxy')
@@ -468,6 +468,14 @@ def predict_volume(cnn, input_spec, output_spec, layout='xyz', pad_raw=False, as
         raise PredictionError(str(e)) from e
 
 
+def check_distributed_output(output_path, output_key):
+    """Raise :class:`PredictionError` unless several processes may write the output (Zarr, not HDF5)."""
+    if volumes.storage_format(output_path, must_exist=False, what='output') == 'hdf5':
+        raise PredictionError('the output %s is an HDF5 file, which only one process may write; a distributed run '
+                              '(--workers/--scheduler) needs a Zarr output, e.g. %s:%s'
+                              % (output_path, os.path.splitext(output_path)[0] + '.zarr', output_key))
+
+
 def predict_volume_h5(cnn, input_path, input_key, output_path, output_key='prob', **kwargs):
     """:func:`predict_volume` with the files and keys given apart (the name is historical: any format works)."""
     return predict_volume(cnn, (input_path, input_key), (output_path, output_key), **kwargs)
@@ -489,10 +497,8 @@ def _predict_volume(cnn, input_spec, output_spec, layout, pad_raw, as_uint8, mem
     if output_key is None:
         output_key = 'prob'
     out_format = volumes.storage_format(output_path, must_exist=False, what='output')
-    if client is not None and out_format == 'hdf5':
-        raise PredictionError('the output %s is an HDF5 file, which only one process may write; a distributed run '
-                              '(--workers/--scheduler) needs a Zarr output, e.g. %s:%s'
-                              % (output_path, os.path.splitext(output_path)[0] + '.zarr', output_key))
+    if client is not None:
+        check_distributed_output(output_path, output_key)
     same_file = os.path.exists(output_path) and os.path.exists(input_path) and \
         os.path.samefile(input_path, output_path)
     if same_file and (output_key or '').strip('/') == (input_key or '').strip('/'):

@@ -18,8 +18,8 @@ import numpy as np
 
 from elektronn.training.config import Config, ConfigError
 from elektronn import volumes
-from elektronn.inference.volume_prediction import (DEFAULT_MEMORY_GB, InputVolume, PredictionError, parse_h5_spec,
-                                                   predict_volume)
+from elektronn.inference.volume_prediction import (DEFAULT_MEMORY_GB, InputVolume, PredictionError,
+                                                   check_distributed_output, parse_h5_spec, predict_volume)
 
 __all__ = ['create_predncnn', 'locate_run', 'predict_run', 'profile_speed', 'profile_shapes']
 
@@ -179,10 +179,8 @@ def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_
     distributed = workers is not None or scheduler is not None or client is not None
     input_path, input_key = parse_h5_spec(input_spec, 'input')
     output_path, output_key = parse_h5_spec(output_spec, 'output', default_key='prob')
-    if distributed and volumes.storage_format(output_path, must_exist=False, what='output') == 'hdf5':
-        raise PredictionError('the output %s is an HDF5 file, which only one process may write; --workers and '
-                              '--scheduler need a Zarr output, e.g. %s:%s'
-                              % (output_path, os.path.splitext(output_path)[0] + '.zarr', output_key))
+    if distributed:
+        check_distributed_output(output_path, output_key)
     gpus = _worker_gpus(gpu) if distributed else None
     config = _prediction_config(run, False if distributed else gpu, True, None)
     if config.mode != 'img-img':
