@@ -102,6 +102,7 @@ def storage_format(path, must_exist=True, what='input'):
         import h5py
         if h5py.is_hdf5(path):
             return 'hdf5'
+    if os.path.exists(path):
         raise VolumeError('%s %s is neither an HDF5 file nor a Zarr store; give a .h5/.hdf5 file or a .zarr store'
                           % (what, path))
     if must_exist:
@@ -402,6 +403,9 @@ class _ZarrContainer(Container):
                 exists = os.path.isdir(path) and os.listdir(path)
                 self.root = zarr.open(path, mode='a') if exists else zarr.open_group(path, mode='a', zarr_format=2)
         except FileNotFoundError:
+            if os.path.isdir(path):
+                raise VolumeError('%s %s holds no Zarr metadata (.zgroup, .zarray or zarr.json): it is no Zarr store, '
+                                  'or an empty one' % (what, path)) from None
             raise VolumeError('%s %s does not exist' % (what, path)) from None
         except PermissionError as e:
             raise VolumeError('%s %s cannot be opened for writing: %s; choose a writable location'

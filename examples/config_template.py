@@ -69,10 +69,10 @@ target = 'nll'
 data_path = '/'
 # (*) Folder of the label files.
 label_path = '/'
-# (*) Raw data cubes: list of (h5 file name, dataset key), optionally with a region as third
-# element, e.g. dict(z=(0, 24)).
+# (*) Raw data cubes: list of (file name, dataset key), HDF5 (.h5) or Zarr (.zarr), optionally with
+# a region as third element, e.g. dict(z=(0, 24)).
 d_files = []
-# (*) Label cubes: list of (h5 file name, dataset key), in the order of d_files.
+# (*) Label cubes: list of (file name, dataset key), HDF5 or Zarr, in the order of d_files.
 l_files = []
 # Relative sampling weights of the training cubes, or None (proportional to the label cube size).
 cube_prios = None
@@ -106,8 +106,8 @@ upright_x = False
 downsample_xy = False
 
 ### Data: previews (only 'img-img') ###
-# h5 file with one or more raw cubes ((ch,) x, y, z), values 0-255, to predict previews on, or
-# None.
+# HDF5 file or Zarr store with one or more raw cubes ((ch,) x, y, z), values 0-255, to predict
+# previews on, or None.
 preview_data_path = None
 # Preview settings: export_class (int, list or 'all'), max_z_pred (number of z-slices).
 preview_kwargs = {'export_class': 1, 'max_z_pred': 5}

@@ -13,6 +13,16 @@ SHARED_DATA = os.environ.get('ELEKTRONN_SHARED_DATA',
                              os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data'))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` are skipped where PyTorch sees no CUDA GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason='no CUDA GPU')
+    for item in items:
+        if 'cuda' in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     """Every test starts from the same NumPy and PyTorch RNG state."""

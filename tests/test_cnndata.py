@@ -682,6 +682,18 @@ def test_error_missing_dataset(ok_files):
         load(ok_files, [('r.h5', 'data')], [('l.h5', 'lab')], **GEOM)
     with pytest.raises(KeyError, match=r"l\.h5 has no dataset 'labels'"):
         load(ok_files, [('r.h5', 'raw')], [('l.h5', 'labels')], **GEOM)
+    # the listing names datasets inside groups by their paths; a group is no cube
+    write_h5(ok_files / 'g.h5', **{'grp/raw': np.zeros((20, 20, 8), np.uint8)})
+    with pytest.raises(KeyError, match=r"g\.h5 has no dataset 'raw'; it contains \['grp/raw'\]"):
+        load(ok_files, [('g.h5', 'raw')], [('l.h5', 'lab')], **GEOM)
+    with pytest.raises(cubes_mod.DataKeyError, match=r"g\.h5: 'grp' is a group, not a dataset; check d_files"):
+        load(ok_files, [('g.h5', 'grp')], [('l.h5', 'lab')], **GEOM)
+
+
+def test_error_unreadable_file(ok_files):
+    (ok_files / 'junk.h5').write_bytes(b'not an HDF5 file')
+    with pytest.raises(OSError, match=r"Cannot read label file .*junk\.h5 \(key 'lab'\).*HDF5"):
+        load(ok_files, [('r.h5', 'raw')], [('junk.h5', 'lab')], **GEOM)
 
 
 def test_error_shape_mismatch_that_no_offset_explains(ok_files):

@@ -114,7 +114,7 @@ def test_typo_suggests_the_nearest_name(tmp_path, key, suggestion):
     ('LR_schedule', [(100, 0.01), (50, 0.001)], "'LR_schedule' must be None or a list of .*steps must increase"),
     ('SGD_params', dict(lr=0.1), r"'SGD_params' has no setting 'lr' \(did you mean 'LR'\?\)"),
     ('label_prop_thresh', 0.3, "'label_prop_thresh' must be a number > 0.5 and < 1, or None"),
-    ('d_files', ['raw.h5'], "'d_files' must be a list of \\(h5 file name, dataset key\\) pairs"),
+    ('d_files', ['raw.h5'], "'d_files' must be a list of \\(file name, dataset key\\) pairs \\(HDF5 or Zarr\\)"),
     ('data_class_name', 'My Data', "'data_class_name' must be None, a class name"),
     ('device', 'fast', "'device' must be False \\(CPU\\), 'auto' or a GPU index"),
     ('save_name', 'a/b', "'save_name' must be a non-empty name without path separators"),

@@ -205,6 +205,22 @@ def test_local_gpu_workers_each_see_only_their_gpu():
         runners.start_local_cluster(3, gpus=[0, 1])
 
 
+@pytest.mark.cuda
+def test_gpu_workers_give_the_numbers_of_predict_dense(tmp_path, net, raw, expected, capsys):
+    import torch
+    c = runners.start_local_cluster(gpus=[0], threads=1, dashboard=False)
+    try:
+        assert list(c.run(torch.cuda.device_count).values()) == [1]  # the worker sees its GPU alone
+        src = write(tmp_path / 'raw.zarr', 'raw', raw)
+        out = str(tmp_path / 'out.zarr')
+        predict_volume(net, src + ':raw', out + ':prob', block_shape=(3, 10, 10), client=c, worker_device='cuda')
+    finally:
+        cluster = c.cluster
+        c.close()
+        cluster.close()
+    np.testing.assert_allclose(read(out + ':prob'), expected, atol=2e-3)  # cuDNN may use TF32
+
+
 def test_errors_name_the_file_and_the_fix(tmp_path, client, net, raw):
     src = write(tmp_path / 'raw.zarr', 'raw', raw)
     write(src, 'grp/a', raw[:2])

@@ -235,6 +235,9 @@ def test_block_plan_fits_the_budget_and_covers_the_volume(net):
     large = vp.plan_blocks(net, (246, 994, 994), fov, 4e9).block
     assert np.prod(small) < np.prod(large)
     assert vp.plan_blocks(net, (20, 60, 60), fov, 4e9).block == (20, 60, 60)  # one block when it fits
+    spread = vp.plan_blocks(net, (20, 60, 60), fov, 4e9, min_blocks=4)  # e.g. two blocks for each of 2 workers
+    assert spread.n_blocks >= 4 and vp.estimate_block_bytes(net, spread.block, fov) <= 4e9
+    assert vp.plan_blocks(net, (1, 2, 1), fov, 4e9, min_blocks=4).n_blocks == 2  # as many as the volume allows
 
 
 def test_estimate_counts_the_largest_layer():

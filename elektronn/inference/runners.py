@@ -23,7 +23,8 @@ import threading
 import time
 import uuid
 
-__all__ = ['BlockTask', 'run_blocks', 'start_local_cluster', 'connect', 'available_cores', 'BlockRunError']
+__all__ = ['BlockTask', 'run_blocks', 'start_local_cluster', 'connect', 'available_cores', 'worker_threads',
+           'BlockRunError']
 
 
 class BlockRunError(RuntimeError):
@@ -72,6 +73,23 @@ def available_cores():
 # ----------------------------------------------------------------------------------------------------
 # Worker side
 # ----------------------------------------------------------------------------------------------------
+def worker_threads():
+    """Computing threads for the blocks of this worker process.
+
+    A worker of :func:`start_local_cluster` is told (``ELEKTRONN_WORKER_THREADS``); any other Dask
+    worker gets its own thread count (``dask worker --nthreads``, by default its share of the
+    cores): blocks run one at a time per process, each with all of the worker's threads.
+    """
+    told = os.environ.get('ELEKTRONN_WORKER_THREADS')
+    if told:
+        return max(1, int(told))
+    try:
+        from distributed import get_worker
+        return max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):  # not in a Dask worker
+        return available_cores()
+
+
 _LOCALHOST = '127.0.0.1'
 _STATES = {}
 _STATES_LOCK = threading.Lock()

@@ -56,7 +56,7 @@ import numpy as np
 from elektronn import __version__
 from elektronn import volumes
 from elektronn.inference.blocks import BlockLedger, BlockPlan, even_blocks
-from elektronn.inference.runners import BlockRunError, BlockTask, run_blocks
+from elektronn.inference.runners import BlockRunError, BlockTask, run_blocks, worker_threads
 from elektronn.net.prediction import dense_geometry
 from elektronn.training.cubes import spatial_file_axes
 
@@ -198,41 +198,59 @@ def estimate_block_bytes(cnn, block, fov, n_ch=None, in_itemsize=1, out_itemsize
                + _BLOCK_OVERHEAD_BYTES)
 
 
-def plan_blocks(cnn, pred_shape, fov, memory_bytes, n_ch=None, in_itemsize=1, out_itemsize=4):
+def plan_blocks(cnn, pred_shape, fov, memory_bytes, n_ch=None, in_itemsize=1, out_itemsize=4, min_blocks=1):
     """The block shape with the least work (input voxels, plus a fixed cost per block) whose
     :func:`estimate_block_bytes` fits ``memory_bytes``; blocks are square in ``(x, y)`` where the
     volume allows and as equal in size as possible.
+
+    Args:
+        min_blocks: At least this many blocks where the volume allows (e.g. twice the workers of a
+            cluster, so that none of them waits while another predicts one large block).
 
     Raises:
         PredictionError: not even a block of one voxel fits.
     """
     pred_shape = tuple(int(p) for p in pred_shape)
 
+    def square(bz, side):
+        return bz, min(side, pred_shape[1]), min(side, pred_shape[2])
+
     def fits(block):
         return estimate_block_bytes(cnn, block, fov, n_ch, in_itemsize, out_itemsize) <= memory_bytes
+
+    def enough(block):
+        return np.prod([-(-p // b) for p, b in zip(pred_shape, block)]) >= min_blocks
 
     best = None
     z_sizes = sorted({-(-pred_shape[0] // n) for n in range(1, pred_shape[0] + 1)})  # the sizes of even blocks
     for bz in z_sizes:
-        lo, hi = 0, max(pred_shape[1:])
-        while lo < hi:  # the largest square side that fits
-            mid = (lo + hi + 1) // 2
-            if fits((bz, min(mid, pred_shape[1]), min(mid, pred_shape[2]))):
-                lo = mid
-            else:
-                hi = mid - 1
-        if lo == 0:
+        side = _largest(lambda s: fits(square(bz, s)), max(pred_shape[1:]))
+        if side == 0:
             break  # a larger z cannot fit either
-        block = even_blocks(pred_shape, (bz, min(lo, pred_shape[1]), min(lo, pred_shape[2])))
+        side = _largest(lambda s: enough(square(bz, s)), side) or 1
+        block = even_blocks(pred_shape, square(bz, side))
         grid = [-(-p // b) for p, b in zip(pred_shape, block)]
         cost = np.prod([g * (b + f - 1) for g, b, f in zip(grid, block, fov)]) + np.prod(grid) * _BLOCK_COST_VOXELS
-        if best is None or cost < best[0]:
-            best = (cost, block)
+        key = (not enough(block), cost)
+        if best is None or key < best[0]:
+            best = (key, block)
     if best is None:
         need = estimate_block_bytes(cnn, (1, 1, 1), fov, n_ch, in_itemsize, out_itemsize)
         raise PredictionError('a memory budget of %.3f GB is too small: even a block of one output voxel needs '
                               '%.3f GB; raise it' % (memory_bytes / 1e9, need / 1e9))
     return BlockPlan(pred_shape=pred_shape, block=best[1], fov=tuple(fov))
+
+
+def _largest(ok, high):
+    """The largest ``s`` in ``[1, high]`` with ``ok(s)`` (``ok`` true up to some point), or 0."""
+    lo = 0
+    while lo < high:
+        mid = (lo + high + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            high = mid - 1
+    return lo
 
 
 def network_checksum(cnn):
@@ -388,9 +406,7 @@ class PredictionTask(BlockTask):
     def open(self):
         if self._remote:
             import torch
-            threads = self.threads or int(os.environ.get('ELEKTRONN_WORKER_THREADS', 0))
-            if threads:
-                torch.set_num_threads(threads)
+            torch.set_num_threads(self.threads or worker_threads())
             if self.worker_device != 'cpu':
                 self.cnn.to(torch.device(self.worker_device, 0) if self.worker_device == 'cuda' else self.worker_device)
         fin, fout = _open_pair(self.input_path, self.output_path)
@@ -436,7 +452,7 @@ def predict_volume(cnn, input_spec, output_spec, layout='xyz', pad_raw=False, as
         pad_raw: Mirror-pad the input by the offset so that the output has the input's shape.
         as_uint8: Write uint8 ``int(p * 255)`` instead of float32.
         memory_gb: Memory budget for a block (input region, activations, output), in GB (per
-            worker with a client).
+            worker with a client, and then at least two blocks per worker where the volume allows).
         block_shape: Output block shape ``(z, x, y)`` instead of one chosen from ``memory_gb``.
         resume: Continue an interrupted prediction into an existing output (a new one is started
             when there is none).
@@ -522,7 +538,8 @@ def _predict_volume(cnn, input_spec, output_spec, layout, pad_raw, as_uint8, mem
             plan = BlockPlan(pred_shape, block, geom.fov)
         else:
             plan = plan_blocks(cnn, pred_shape, geom.fov, memory_gb * 1e9, volume.n_ch,
-                               np.dtype(probe.dtype).itemsize, np.dtype(fmt.dtype).itemsize)
+                               np.dtype(probe.dtype).itemsize, np.dtype(fmt.dtype).itemsize,
+                               min_blocks=1 if client is None else 2 * max(1, len(client.nthreads())))
         voxel_size = _output_voxel_size(probe, volume, fmt, record['origin_zxy'])
     finally:
         fin.close()

@@ -1,4 +1,4 @@
-"""``CNNData``: training patches cut from HDF5 image cubes, for img-img and img-scalar CNNs.
+"""``CNNData``: training patches cut from image cubes (HDF5 or Zarr), for img-img and img-scalar CNNs.
 
 The data class of the original's image pipeline. It loads pairs of raw and label cubes
 (:meth:`CNNData.addDataFromFile`, see :mod:`elektronn.training.cubes` for the file contract) and
@@ -255,14 +255,15 @@ class CNNData:
     # Loading
     # ------------------------------------------------------------------------------------------------
     def addDataFromFile(self, d_path, l_path, d_files, l_files, cube_prios=None, valid_cubes=[], downsample_xy=False):
-        """Load raw and label cubes from HDF5 files.
+        """Load raw and label cubes from HDF5 files or Zarr stores.
 
         Args:
             d_path, l_path: Folders of the data and label files (``~`` is expanded).
-            d_files, l_files: Lists, in the same order, of ``(h5 file name, dataset key)``; an entry
-                may carry a third element selecting a region, e.g. ``('stack.h5', 'raw', dict(z=(0, 24)))``
-                (``(start, stop)`` per axis among ``'x'``, ``'y'``, ``'z'``). A label file may hold an
-                ``'info'`` dataset for lazy labels.
+            d_files, l_files: Lists, in the same order, of ``(file name, dataset key)``: an HDF5
+                file and dataset (``('raw_0.h5', 'raw')``) or a Zarr store (v2 or v3) and array
+                (``('raw_0.zarr', 'raw')``). An entry may carry a third element selecting a region,
+                e.g. ``('stack.h5', 'raw', dict(z=(0, 24)))`` (``(start, stop)`` per axis among
+                ``'x'``, ``'y'``, ``'z'``). A label file may hold an ``'info'`` dataset for lazy labels.
             cube_prios: Relative sampling weights of the training cubes, in ``d_files`` order (one
                 per file; the entries of validation cubes are ignored) or one per training cube.
                 ``None``: proportional to the label cube sizes.
@@ -275,7 +276,7 @@ class CNNData:
             raise ValueError('d_files and l_files must be lists of the same length (one label cube per data cube), '
                              'got %i and %i entries' % (len(d_files), len(l_files)))
         if not d_files:
-            raise ValueError('d_files is empty: give at least one (h5 file name, dataset key) pair')
+            raise ValueError('d_files is empty: give at least one (file name, dataset key) pair')
         factor = self._check_downsample(downsample_xy)
         valid = self._check_valid_cubes(valid_cubes, len(d_files))
         d_path = os.path.expanduser(d_path or '')
@@ -286,7 +287,7 @@ class CNNData:
             l_file, l_key, l_region = _cubes.parse_file_entry(l_entry, 'l_files', i)
             d_full, l_full = os.path.join(d_path, d_file), os.path.join(l_path, l_file)
             print('Loading %s and %s' % (_cubes.describe(d_file, d_key), _cubes.describe(l_file, l_key)))
-            loaded.append(self._load_h5_cube(d_full, d_key, d_region, l_full, l_key, l_region, factor))
+            loaded.append(self._load_file_cube(d_full, d_key, d_region, l_full, l_key, l_region, factor))
         self.names += [tuple(e[:2]) for e in d_files]
         self._add_cubes(loaded, cube_prios, valid)
 
@@ -345,12 +346,12 @@ class CNNData:
         avail = _cubes.available_memory()
         return float('inf') if avail is None else _MEMORY_FRACTION * avail
 
-    def _load_h5_cube(self, d_full, d_key, d_region, l_full, l_key, l_region, factor):
-        """Read one raw/label pair (into memory, or as on-disk volumes when too large)."""
+    def _load_file_cube(self, d_full, d_key, d_region, l_full, l_key, l_region, factor):
+        """Read one raw/label pair from its files or stores (into memory, or as on-disk volumes when too large)."""
         d_name, l_name = _cubes.describe(d_full, d_key), _cubes.describe(l_full, l_key)
-        d_file, d_ds = _cubes.open_h5(d_full, d_key, 'data')
+        d_file, d_ds = _cubes.open_cube(d_full, d_key, 'data')
         try:
-            l_file, l_ds = _cubes.open_h5(l_full, l_key, 'label')
+            l_file, l_ds = _cubes.open_cube(l_full, l_key, 'label')
         except BaseException:
             d_file.close()
             raise
@@ -525,10 +526,15 @@ class CNNData:
         return np.ascontiguousarray(lab, dtype=self.ldtype)
 
     def _read_info(self, l_file, l_full):
-        """The lazy-label ``'info'`` dataset of a label file: ``(labelled, not_present)`` masks, or ``None``."""
+        """The lazy-label ``'info'`` dataset of a label file or store: ``(labelled, not_present)`` masks, or ``None``.
+
+        Args:
+            l_file: The label file's open :class:`~elektronn.volumes.Container`.
+            l_full: Its path, for messages.
+        """
         if 'info' not in l_file:
             return None
-        info = np.asarray(l_file['info'][()])
+        info = l_file.volume('info').read()
         if info.ndim != 2 or info.shape[0] != 2:
             raise ValueError('%s: the lazy-label dataset must be a pair of masks of shape (2, n_lab), got shape %s'
                              % (_cubes.describe(l_full, 'info'), info.shape))
@@ -910,7 +916,7 @@ class CNNData:
         return weights.astype(np.float32)
 
     def close(self):
-        """Close the files of cubes that are read from disk."""
+        """Close the files and stores of cubes that are read from disk."""
         for c in self._train + self._valid:
             for arr in (c.data, c.label):
                 if isinstance(arr, _cubes.DiskVolume):

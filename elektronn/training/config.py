@@ -226,7 +226,7 @@ def _dropout(v):
 def _files(v):
     if not _is_seq(v) or not all(_is_seq(x) and len(x) in (2, 3) and all(isinstance(s, str) for s in x[:2])
                                  for x in v):
-        raise _Invalid("must be a list of (h5 file name, dataset key) pairs, e.g. [('raw_0.h5', 'raw')], optionally "
+        raise _Invalid("must be a list of (file name, dataset key) pairs (HDF5 or Zarr), e.g. [('raw_0.h5', 'raw')], optionally "
                        "with a region: ('stack.h5', 'raw', dict(z=(0, 24)))")
     from elektronn.training.cubes import parse_file_entry
     for k, x in enumerate(v):
@@ -403,9 +403,9 @@ MASTER_PARAMS = (
 
     _p('data_path', '/', _S_DATA, '*', 'Folder of the raw data files (file names are appended to it).', _str),
     _p('label_path', '/', _S_DATA, '*', 'Folder of the label files.', _str),
-    _p('d_files', [], _S_DATA, '*', 'Raw data cubes: list of (h5 file name, dataset key), optionally with a '
+    _p('d_files', [], _S_DATA, '*', 'Raw data cubes: list of (file name, dataset key), HDF5 (.h5) or Zarr (.zarr), optionally with a '
        "region as third element, e.g. dict(z=(0, 24)).", _files),
-    _p('l_files', [], _S_DATA, '*', 'Label cubes: list of (h5 file name, dataset key), in the order of d_files.',
+    _p('l_files', [], _S_DATA, '*', 'Label cubes: list of (file name, dataset key), HDF5 or Zarr, in the order of d_files.',
        _files),
     _p('cube_prios', None, _S_DATA, '', 'Relative sampling weights of the training cubes, or None (proportional '
        'to the label cube size).', _optional(_list_of(_number(0), 'non-negative numbers'))),
@@ -434,7 +434,7 @@ MASTER_PARAMS = (
     _p('downsample_xy', False, _S_DATA, '', 'Downsample data and labels in x and y by this integer factor '
        'when loading, or False.', _downsample),
 
-    _p('preview_data_path', None, _S_PREVIEW, '', 'h5 file with one or more raw cubes ((ch,) x, y, z), values '
+    _p('preview_data_path', None, _S_PREVIEW, '', 'HDF5 file or Zarr store with one or more raw cubes ((ch,) x, y, z), values '
        '0-255, to predict previews on, or None.', _optional(_str)),
     _p('preview_kwargs', dict(export_class=1, max_z_pred=5), _S_PREVIEW, '', "Preview settings: export_class "
        "(int, list or 'all'), max_z_pred (number of z-slices).", _dict),

@@ -1,8 +1,9 @@
 """Reading raw and label cubes for :class:`~elektronn.training.CNNData.CNNData`.
 
-A *cube* is one HDF5 dataset (or NumPy array) of image data with its label volume. This module
-turns the file layouts into the internal one and knows where each label voxel lies in its raw
-cube; it knows nothing of patches, augmentation or networks.
+A *cube* is one dataset of an HDF5 file or one array of a Zarr store (or a NumPy array) of image
+data with its label volume; files and stores are opened through :mod:`elektronn.volumes`. This
+module turns the file layouts into the internal one and knows where each label voxel lies in its
+raw cube; it knows nothing of patches, augmentation or networks.
 
 File layouts (``zchxy_order=False``, the original's default):
 
@@ -18,14 +19,16 @@ regression). A label cube smaller than its raw cube lies centred in it; the labe
 ``label[i, j, k]`` sits on the raw voxel ``origin + (i, j, k)``. Nothing is padded or copied for
 this: the patch sampler works out which patch positions have labels under every output neuron.
 
-A cube too large for the memory stays in its file (:class:`DiskVolume`): patches are read from
-the HDF5 dataset when they are cut (chunked datasets make that fast).
+A cube too large for the memory stays in its file or store (:class:`DiskVolume`): patches are read
+from the dataset when they are cut (chunked datasets make that fast).
 """
 import os
 
 import numpy as np
 
-__all__ = ['DataKeyError', 'DiskVolume', 'open_h5', 'parse_file_entry', 'available_memory',
+from elektronn import volumes
+
+__all__ = ['DataKeyError', 'DiskVolume', 'open_cube', 'parse_file_entry', 'available_memory',
            'downsample_raw_xy', 'downsample_labels_xy', 'border_treatment', 'BORDER_MODES']
 
 #: img-scalar border modes: how an image of the wrong size is brought to the patch size.
@@ -36,7 +39,7 @@ _SLAB_BYTES = 64 * 2 ** 20
 
 
 class DataKeyError(KeyError):
-    """A dataset key missing from an HDF5 file; prints its message without KeyError's quotes."""
+    """A dataset key missing from an HDF5 file or Zarr store; prints its message without KeyError's quotes."""
 
     def __str__(self):
         return str(self.args[0]) if self.args else ''
@@ -47,33 +50,45 @@ def describe(path, key):
     return '%s[%s]' % (path, key)
 
 
-def open_h5(path, key, role):
-    """Open ``path`` and return ``(file, dataset)``; clear errors for a missing file or key.
+def open_cube(path, key, role):
+    """Open the HDF5 file or Zarr store ``path`` and the dataset ``key`` in it; clear errors for what is missing.
 
     Args:
-        path: File name.
-        key: Dataset key.
+        path: File or store name.
+        key: Dataset key (an OME-Zarr image group stands for its full-resolution array).
         role: ``'data'`` or ``'label'``, named in the messages (``d_files``/``l_files``).
+
+    Returns:
+        ``(container, volume)``: the open :class:`elektronn.volumes.Container` (close it when done)
+        and the dataset as an :class:`elektronn.volumes.Volume`.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        OSError: ``path`` cannot be read as an HDF5 file or Zarr store.
+        DataKeyError: nothing at ``key``, or a group.
     """
-    import h5py
     lists = 'd_files and data_path' if role == 'data' else 'l_files and label_path'
+    noun = 'store' if str(path).lower().rstrip('/').endswith(volumes.ZARR_SUFFIXES) else 'file'
     if not os.path.exists(path):
-        raise FileNotFoundError('%s file not found: %s (key %r); check %s'
-                                % (role.capitalize(), path, key, lists))
+        raise FileNotFoundError('%s %s not found: %s (key %r); check %s'
+                                % (role.capitalize(), noun, path, key, lists))
     try:
-        f = h5py.File(path, 'r')
-    except OSError as e:
-        raise OSError('Cannot read %s file %s (key %r) as HDF5: %s' % (role, path, key, e)) from None
-    if key not in f:
-        keys = sorted(f.keys())
-        f.close()
-        raise DataKeyError('%s file %s has no dataset %r; it contains %s; check %s'
-                           % (role.capitalize(), path, key, keys, lists))
-    ds = f[key]
-    if not hasattr(ds, 'shape'):
-        f.close()
-        raise DataKeyError('%s file %s: %r is a group, not a dataset; check %s' % (role.capitalize(), path, key, lists))
-    return f, ds
+        container = volumes.open_container(path, 'r', what=role)
+    except volumes.VolumeError as e:
+        raise OSError('Cannot read %s %s %s (key %r): %s' % (role, noun, path, key, e)) from None
+    name = '%s %s %s' % (role.capitalize(), noun, path)
+    try:
+        if key not in container:
+            raise DataKeyError('%s has no dataset %r; it contains %s; check %s'
+                               % (name, key, sorted(container.array_names()), lists))
+        try:
+            vol = container.volume(key)
+        except volumes.VolumeError:  # the key names a group (and no OME-Zarr image, which would be read)
+            raise DataKeyError('%s: %r is a group, not a dataset; check %s' % (name, key, lists)) from None
+    except BaseException:
+        container.close()
+        raise
+    return container, vol
 
 
 def parse_file_entry(entry, which, index):
@@ -84,7 +99,7 @@ def parse_file_entry(entry, which, index):
     slices. Returns ``(file, key, region_dict)``.
     """
     if isinstance(entry, (str, bytes)) or not hasattr(entry, '__len__') or len(entry) not in (2, 3):
-        raise ValueError('%s[%i] must be a tuple (h5 file name, dataset key) or (file, key, region), got %r'
+        raise ValueError('%s[%i] must be a tuple (file name, dataset key) or (file, key, region), got %r'
                          % (which, index, entry))
     region = entry[2] if len(entry) == 3 else None
     if region is None:
@@ -310,15 +325,16 @@ def _border_mean(data, spatial):
 # Cubes kept on disk
 # ----------------------------------------------------------------------------------------------------
 class DiskVolume:
-    """A cube read from its HDF5 dataset on demand, indexed in the internal layout.
+    """A cube read from its HDF5 dataset or Zarr array on demand, indexed in the internal layout.
 
     Only basic slicing is supported (``vol[z0:z1, :, x0:x1, y0:y1]`` for raw data,
     ``vol[z0:z1, x0:x1, y0:y1]`` for labels); every read converts as the in-memory path does
     (transpose, region, x/y down-sampling, scaling by 1/255, standardisation, label dtype).
-    The file is opened lazily in each process, so the object can be sent to worker processes.
+    The file or store is opened lazily in each process, so the object can be sent to worker
+    processes (pickled or forked).
 
     Args:
-        path, key: The dataset.
+        path, key: The dataset (see :func:`open_cube`).
         kind: ``'raw'`` or ``'label'``.
         zchxy_order: File layout flag.
         region: Dict over ``'x','y','z'`` of ``(start, stop)`` (see :func:`parse_file_entry`).
@@ -334,7 +350,7 @@ class DiskVolume:
         self.downsample = downsample
         self.float_label = float_label
         self.mean, self.std = 0.0, 1.0
-        self._h5 = None
+        self._container = self._volume = None
         self._pid = None
         ds = self._dataset()
         self.file_ndim = ds.ndim
@@ -354,16 +370,16 @@ class DiskVolume:
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state['_h5'] = None
-        state['_pid'] = None
+        state.update(_container=None, _volume=None, _pid=None)
         return state
 
     def _dataset(self):
-        if self._h5 is None or self._pid != os.getpid():
-            import h5py
-            self._h5 = h5py.File(self.path, 'r')
+        """The open :class:`~elektronn.volumes.Volume`, opened anew in a process that inherited it."""
+        if self._volume is None or self._pid != os.getpid():
+            # an HDF5 handle inherited through fork must not be used by the child: open a new one
+            self._container, self._volume = open_cube(self.path, self.key, 'data' if self.kind == 'raw' else 'label')
             self._pid = os.getpid()
-        return self._h5[self.key]
+        return self._volume
 
     @property
     def size(self):
@@ -434,9 +450,10 @@ class DiskVolume:
             yield self.read([(z, min(self.shape[0], z + step))] + full)
 
     def close(self):
-        if self._h5 is not None:
-            self._h5.close()
-            self._h5 = None
+        """Close the file or store (a later read opens it again)."""
+        if self._container is not None:
+            self._container.close()
+            self._container = self._volume = None
 
     def __repr__(self):
         return 'DiskVolume(%s, %s, shape=%s)' % (describe(self.path, self.key), self.kind, self.shape)

@@ -163,7 +163,8 @@ def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_
             With workers: the GPUs, one worker each (``'all'``, ``'0,1'``, a list, an index or
             ``'auto'``); with a scheduler: any GPU value makes the workers use their first GPU.
         workers: Start a local Dask cluster of this many worker processes (Zarr output).
-        threads: Computing threads per worker (default: the cores divided by the workers).
+        threads: Computing threads per worker (default: with ``workers`` the cores divided by the
+            workers; on an existing cluster each worker's own thread count).
         scheduler: Address (``tcp://host:8786``) or scheduler file of an existing Dask cluster.
         client: A ``distributed.Client`` to use (instead of ``workers``/``scheduler``).
         Others: as :func:`~elektronn.inference.volume_prediction.predict_volume`.
@@ -211,12 +212,12 @@ def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_
                   info=dict(param_file=os.path.abspath(param_path), config_file=config.config_file))
     if not distributed:
         return predict_volume(cnn, (input_path, input_key), (output_path, output_key), **kwargs)
-    from elektronn.inference.runners import connect, start_local_cluster
+    from elektronn.inference.runners import connect, start_local_cluster, worker_threads
     own = client is None
     if client is None and workers is not None:
         client = start_local_cluster(workers if gpus is None else None, threads, gpus=gpus)
         print('Started a local Dask cluster: %i worker process(es) x %s thread(s)%s'
-              % (len(client.nthreads()), threads or 'auto',
+              % (len(client.nthreads()), ','.join(sorted(set(str(t) for t in client.run(worker_threads).values()))),
                  '' if gpus is None else ', GPUs %s (one each)' % ','.join(str(g) for g in gpus)))
     elif client is None:
         client = connect(scheduler)

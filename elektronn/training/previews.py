@@ -23,7 +23,7 @@ __all__ = ['load_preview_cubes', 'preview_depth', 'write_preview_slices']
 
 
 def load_preview_cubes(path, mean=None, std=None):
-    """Every dataset of the h5 file ``path`` as a float32 raw cube ``(ch, x, y, z)``.
+    """Every top-level dataset of the HDF5 file or Zarr store ``path`` as a float32 raw cube ``(ch, x, y, z)``.
 
     Integer data is divided by 255 (as training data); float data is taken as it is. ``mean`` and
     ``std`` (the training data's ``'standardise'`` statistics) are applied when given.
@@ -31,15 +31,19 @@ def load_preview_cubes(path, mean=None, std=None):
     Raises:
         ValueError: the file holds no dataset, or one of the wrong dimensionality.
     """
-    import h5py
+    from elektronn import volumes
+    try:
+        f = volumes.open_container(path, 'r', 'preview_data_path')
+    except volumes.VolumeError as e:
+        raise ValueError(str(e)) from None
     cubes = []
-    with h5py.File(path, 'r') as f:
-        keys = [k for k in f.keys() if isinstance(f[k], h5py.Dataset)]
+    with f:
+        keys = [k for k in f.array_names(limit=10 ** 6) if '/' not in k]
         if not keys:
             raise ValueError('preview_data_path %s holds no datasets; it needs one raw cube ((ch,) x, y, z) '
                              'per dataset' % path)
         for key in sorted(keys, key=lambda k: (len(k), k)):  # '2' before '10'
-            arr = np.asarray(f[key])
+            arr = f.volume(key).read()
             if arr.ndim not in (3, 4):
                 raise ValueError('preview cube %s[%s] has the shape %s; preview cubes must be (x, y, z) or '
                                  '(ch, x, y, z)' % (path, key, arr.shape))
