@@ -137,37 +137,64 @@ sys.exit(main(sys.argv[1:]))
 '''
 
 
-def test_a_killed_client_loses_at_most_the_blocks_in_flight_and_resume_completes(tmp_path, run):
+def start_client_until(run, tmp_path, out, n_done):
+    """``elektronn-predict --workers 2`` in a session of its own, once ``n_done`` blocks are flagged done.
+
+    Returns:
+        ``(process, args)``; the process still runs (its output is piped).
+    """
     src = write(tmp_path / 'raw.zarr', 'raw', run['raw'], chunks=(20, 20, 12))
-    out = str(tmp_path / 'out.zarr')
     args = [run['save_dir'], src + ':raw', out, '--block-shape', '3,3,2', '--workers', '2', '--threads', '1']
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), HOME=str(tmp_path / 'home'))
     proc = subprocess.Popen([sys.executable, '-c', _CLIENT] + args, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True, text=True)
     ledger = os.path.join(out, 'prob_done')
     deadline = time.time() + 120
-    try:
-        while time.time() < deadline and proc.poll() is None:  # until some blocks are done
-            if os.path.isdir(ledger) and sum(n.isdigit() for n in os.listdir(ledger)) >= 20:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, proc.stdout.read().decode()
-        os.killpg(proc.pid, signal.SIGKILL)  # the client and its local cluster, as a lost login session would
-    finally:
-        proc.wait(30)
-        proc.stdout.close()
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.isdir(ledger) and sum(n.isdigit() for n in os.listdir(ledger)) >= n_done:
+            return proc, args
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError('no %i blocks done in time:\n%s' % (n_done, proc.communicate()[0]))
+
+
+def check_flagged_blocks_and_resume(run, out, args):
+    """Every block flagged done is complete and right; --resume (in this process) completes the output."""
     done = done_flags(out)
     assert 20 <= done.sum() < done.size
     expected = run['cnn'].predictDense(run['raw'][None], show_progress=False)
     got = read(out + ':prob')
     plan = BlockPlan((10, 30, 30), (2, 3, 3))
-    for number in np.flatnonzero(done):  # every block flagged done is complete and right
+    for number in np.flatnonzero(done):
         start, stop = plan.block_bounds(number)
         region = (slice(None),) + tuple(slice(a, b) for a, b in zip(start[1:] + start[:1], stop[1:] + stop[:1]))
         np.testing.assert_allclose(got[region], expected[region], atol=1e-6)
     assert quiet(predict_cli.main, args[:5] + ['--resume']) == 0  # locally this time
     assert done_flags(out).all()
     np.testing.assert_allclose(read(out + ':prob'), expected, atol=1e-6)
+
+
+def test_a_killed_client_loses_at_most_the_blocks_in_flight_and_resume_completes(tmp_path, run):
+    out = str(tmp_path / 'out.zarr')
+    proc, args = start_client_until(run, tmp_path, out, 20)
+    os.killpg(proc.pid, signal.SIGKILL)  # the client and its local cluster, as a lost login session would
+    proc.communicate(timeout=30)
+    check_flagged_blocks_and_resume(run, out, args)
+
+
+def test_ctrl_c_stops_client_and_workers_cleanly(tmp_path, run):
+    out = str(tmp_path / 'out.zarr')
+    proc, args = start_client_until(run, tmp_path, out, 20)
+    os.killpg(proc.pid, signal.SIGINT)  # as ctrl+c in a terminal: to the client and its workers alike
+    text = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 130, text
+    assert 'Interrupted: the finished blocks are kept; run the same command with --resume' in text
+    assert 'Traceback' not in text and 'KeyboardInterrupt' not in text  # the workers leave ctrl+c to the client
+    deadline = time.time() + 15
+    while subprocess.run(['pgrep', '-g', str(proc.pid)], capture_output=True).returncode == 0:
+        assert time.time() < deadline, 'processes of the run are left over'
+        time.sleep(0.2)
+    check_flagged_blocks_and_resume(run, out, args)
 
 
 def test_ome_zarr_metadata_is_valid_and_carries_the_voxel_size(tmp_path, net, raw, capsys):

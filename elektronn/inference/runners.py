@@ -290,6 +290,7 @@ def start_local_cluster(n_workers=None, threads=None, gpus=None, dashboard=True,
         if gpus is not None:
             env['CUDA_VISIBLE_DEVICES'] = gpus[i]
         workers[i] = {'cls': Nanny, 'options': dict(nthreads=1, env=env, memory_limit=memory_limit, host=_LOCALHOST,
+                                                    preload=['elektronn.inference.worker_setup'],
                                                     silence_logs=logging.WARNING if silence_logs else None)}
     # a local cluster listens on the loopback interface only: nothing outside this machine can reach it
     scheduler = {'cls': Scheduler, 'options': dict(host=_LOCALHOST, dashboard=bool(dashboard),
