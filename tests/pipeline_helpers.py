@@ -86,3 +86,28 @@ def make_prediction_run(folder):
     save_dir = os.path.join(str(folder), 'run', '')
     assert os.path.exists(os.path.join(save_dir, 'tiny-LAST.param'))
     return dict(folder=folder, config=config, save_dir=save_dir, raw=raw, cnn=trainer.cnn)
+
+
+def check_workers_draw_their_seeds(data, kw, seeds=(11, 22)):
+    """Background workers seeded with ``seeds`` deliver the first batches that copies of ``data`` reseeded alike
+    draw; returns ``(expected batches, the workers' pids)``."""
+    import copy
+    import numpy as np
+    from elektronn.training.workers import BackgroundWorkers
+    expected = []
+    for seed in seeds:
+        twin = copy.deepcopy(data)
+        twin.reseed(seed)
+        expected.append(twin.getbatch(**kw)[0])
+    missing = list(expected)
+    with BackgroundWorkers(data, kw, n_proc=len(seeds), seeds=list(seeds)) as w:
+        # The workers' first batches arrive in any order, and on a busy machine one worker may
+        # deliver many batches before the other's first: look until all are seen (or give up).
+        for _ in range(200):
+            got = w.get()[0]
+            missing = [e for e in missing if not np.array_equal(got, e)]
+            if not missing:
+                break
+        pids = w.pids
+    assert not missing
+    return expected, pids

@@ -15,7 +15,7 @@ import pytest
 from elektronn.training import CNNData
 from elektronn.training import cubes as cubes_mod
 from elektronn.training.augmentation import allowed_permutations, grey_augment_params
-from pipeline_helpers import process_alive
+from pipeline_helpers import check_workers_draw_their_seeds, process_alive
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -953,26 +953,8 @@ def _warp_data(tmp_path):
 
 
 def test_workers_draw_the_streams_of_their_own_seeds(tmp_path):
-    from elektronn.training.workers import BackgroundWorkers
-    data = _warp_data(tmp_path)
-    kw = dict(batch_size=2, warp_on=0.7)
-    expected = []
-    for seed in (11, 22):
-        twin = copy.deepcopy(data)
-        twin.reseed(seed)
-        expected.append(twin.getbatch(**kw)[0])
+    expected, pids = check_workers_draw_their_seeds(_warp_data(tmp_path), dict(batch_size=2, warp_on=0.7))
     assert not np.array_equal(*expected)
-    missing = list(expected)
-    with BackgroundWorkers(data, kw, n_proc=2, seeds=[11, 22]) as w:
-        # The workers' first batches arrive in any order, and on a busy machine one worker may
-        # deliver many batches before the other's first: look until both are seen (or give up).
-        for _ in range(200):
-            got = w.get()[0]
-            missing = [e for e in missing if not np.array_equal(got, e)]
-            if not missing:
-                break
-        pids = w.pids
-    assert not missing
     assert not any(process_alive(p) for p in pids)                  # shut down and reaped
 
 

@@ -5,7 +5,6 @@ stores (format v2 and v3, chunked unlike the contiguous HDF5 datasets); loaded w
 they must give identical cubes, batches and training runs, in memory and read from disk (also in
 pickled copies and background workers), and the loading errors must name the store and key.
 """
-import copy
 import pickle
 
 import numpy as np
@@ -16,7 +15,7 @@ from elektronn import volumes
 from elektronn.training import CNNData
 from elektronn.training import cubes as cubes_mod
 
-from pipeline_helpers import write_config
+from pipeline_helpers import check_workers_draw_their_seeds, write_config
 
 RAW_SHAPE, LAB_SHAPE = (30, 26, 12), (20, 16, 8)   # (x, y, z): labels centred in the raw cube
 INFO = np.array([[1, 1, 1], [0, 0, 1]], np.int16)  # lazy labels: (labelled, not present) per class
@@ -104,24 +103,9 @@ def test_zarr_cube_read_from_disk_equals_hdf5_in_memory(folder):
 
 
 def test_background_workers_read_a_zarr_cube_from_disk(folder):
-    from elektronn.training.workers import BackgroundWorkers
     data = load(folder, 'zarr', max_in_memory_bytes=0)
     data.getbatch(1)   # the store is open in this process before the workers fork
-    kw = dict(batch_size=2, warp_on=0.5)
-    expected = []
-    for seed in (11, 22):
-        twin = copy.deepcopy(data)
-        twin.reseed(seed)
-        expected.append(twin.getbatch(**kw)[0])
-    missing = list(expected)
-    with BackgroundWorkers(data, kw, n_proc=2, seeds=[11, 22]) as w:
-        # one worker may deliver many batches before the other's first: look until both are seen
-        for _ in range(200):
-            got = w.get()[0]
-            missing = [e for e in missing if not np.array_equal(got, e)]
-            if not missing:
-                break
-    assert not missing
+    check_workers_draw_their_seeds(data, dict(batch_size=2, warp_on=0.5))
 
 
 def test_lazy_label_info_in_a_zarr_store(folder):
