@@ -27,7 +27,8 @@ __all__ = ['VolumeError', 'Container', 'Volume', 'parse_spec', 'storage_format',
 
 HDF5_SUFFIXES = ('.h5', '.hdf5', '.hdf')
 ZARR_SUFFIXES = ('.zarr',)
-#: The OME-Zarr (NGFF) version of the metadata written with new images.
+#: The OME-Zarr (NGFF) version of the metadata written with new images in format v2 stores (v3 stores
+#: get NGFF 0.5, its successor for that format).
 OME_VERSION = '0.4'
 #: Compression of new Zarr arrays: Blosc with zstd (fast, about as small as gzip on EM data).
 _ZARR_COMPRESSION = dict(cname='zstd', clevel=3)
@@ -168,7 +169,7 @@ class Container:
         """``('array' | 'group', node)`` at ``key`` (``None``: the root), or ``(None, None)``."""
         raise NotImplementedError
 
-    def _create_array(self, key, shape, dtype, chunks, fill_value, allocate):
+    def _create_array(self, key, shape, dtype, chunks, fill_value, allocate, dimension_names):
         raise NotImplementedError
 
     def _delete(self, key):
@@ -264,8 +265,10 @@ class Container:
                                      % (len(ome_axes), len(shape)))
                 array_key = _join(key, '0')
                 group = self._require_group(key)
-                self._set_attrs(group, _ome_image_attrs(ome_axes, voxel_size, translation, key.split('/')[-1]))
-            node = self._create_array(array_key, shape, np.dtype(dtype), chunks, fill_value, allocate)
+                self._set_attrs(group, _ome_image_attrs(ome_axes, voxel_size, translation, key.split('/')[-1],
+                                                        self.zarr_format))
+            node = self._create_array(array_key, shape, np.dtype(dtype), chunks, fill_value, allocate,
+                                      None if ome_axes is None else [a[0] for a in ome_axes])
             if attrs:
                 self._set_attrs(node, attrs)
             if ome_axes is not None and self.format == 'hdf5':
@@ -354,7 +357,7 @@ class _HDF5Container(Container):
     def _require_group(self, key):
         return self.file.require_group(key)
 
-    def _create_array(self, key, shape, dtype, chunks, fill_value, allocate):
+    def _create_array(self, key, shape, dtype, chunks, fill_value, allocate, dimension_names):
         h5py = self._h5py
         dcpl = None
         if allocate:
@@ -440,7 +443,7 @@ class _ZarrContainer(Container):
             raise VolumeError('%s %s is a single array; it cannot hold %r' % (self.what, self.path, key))
         return self.root.require_group(key)
 
-    def _create_array(self, key, shape, dtype, chunks, fill_value, allocate):
+    def _create_array(self, key, shape, dtype, chunks, fill_value, allocate, dimension_names):
         import numcodecs
         if self._is_array(self.root):
             raise VolumeError('%s %s is a single array; it cannot hold %r' % (self.what, self.path, key))
@@ -452,7 +455,7 @@ class _ZarrContainer(Container):
         else:
             from zarr.codecs import BloscCodec
             kwargs.update(compressors=BloscCodec(shuffle='bitshuffle' if dtype.itemsize == 1 else 'shuffle',
-                                                 **_ZARR_COMPRESSION))
+                                                 **_ZARR_COMPRESSION), dimension_names=dimension_names)
         return self.root.create_array(key, **kwargs)
 
     def _delete(self, key):
@@ -605,8 +608,9 @@ def _where(index):
 # ----------------------------------------------------------------------------------------------------
 # OME-Zarr (NGFF 0.4) image metadata
 # ----------------------------------------------------------------------------------------------------
-def _ome_image_attrs(axes, voxel_size=None, translation=None, name=None):
-    """``multiscales`` attributes of an image group with one scale, the array ``'0'``."""
+def _ome_image_attrs(axes, voxel_size=None, translation=None, name=None, zarr_format=2):
+    """Attributes of an OME-Zarr image group with one scale, the array ``'0'``: NGFF 0.4 in a
+    format v2 store, NGFF 0.5 (the same, under ``'ome'``) in a format v3 store."""
     unit = None
     if voxel_size is not None and len(voxel_size) == 2 and not np.isscalar(voxel_size[0]):
         voxel_size, unit = voxel_size
@@ -623,11 +627,12 @@ def _ome_image_attrs(axes, voxel_size=None, translation=None, name=None):
         if axis_type == 'space' and unit:
             entry['unit'] = unit
         ome_axes.append(entry)
-    multiscale = {'version': OME_VERSION, 'axes': ome_axes,
-                  'datasets': [{'path': '0', 'coordinateTransformations': transforms}]}
+    multiscale = {'axes': ome_axes, 'datasets': [{'path': '0', 'coordinateTransformations': transforms}]}
     if name:
         multiscale['name'] = name
-    return {'multiscales': [multiscale]}
+    if zarr_format == 3:
+        return {'ome': {'version': '0.5', 'multiscales': [multiscale]}}
+    return {'multiscales': [dict(multiscale, version=OME_VERSION)]}
 
 
 def _multiscales(attrs):

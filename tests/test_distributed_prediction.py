@@ -70,6 +70,12 @@ def read(spec):
         return vol[...]
 
 
+def read_prob(spec):
+    """An output in predictDense's layout (class, x, y, z): HDF5 outputs have it, Zarr outputs are (class, z, x, y)."""
+    with volumes.open_volume(str(spec)) as vol:
+        return vol[...].transpose(0, 2, 3, 1) if vol.format == 'zarr' else vol[...]
+
+
 def done_flags(path, key='prob'):
     with volumes.open_container(str(path)) as c:
         return BlockLedger.open(c, key).done()
@@ -81,7 +87,7 @@ def test_every_format_pair_equals_predict_dense(tmp_path, net, raw, expected, sr
     out = tmp_path / ('out.' + out_ext)
     summary = predict_volume(net, '%s:volumes/raw' % src, '%s:prob' % out, block_shape=(3, 8, 8))
     assert summary['computed'] == summary['blocks'] == 3 * 3 * 2
-    np.testing.assert_allclose(read('%s:prob' % out), expected, atol=1e-6)
+    np.testing.assert_allclose(read_prob('%s:prob' % out), expected, atol=1e-6)
     assert done_flags(out).all()
 
 
@@ -92,7 +98,7 @@ def test_workers_give_the_numbers_of_predict_dense(tmp_path, client, net, raw, e
     summary = predict_volume(net, '%s:raw' % src, out + ':prob', block_shape=(2, 7, 7), client=client,
                              progress_interval=0)
     assert summary['computed'] == summary['blocks'] == 4 * 3 * 3
-    np.testing.assert_allclose(read(out + ':prob'), expected, atol=1e-6)
+    np.testing.assert_allclose(read_prob(out + ':prob'), expected, atol=1e-6)
     assert done_flags(out).all()
     text = capsys.readouterr().out
     assert 'blocks/s' in text and 'voxel/s' in text and 'ETA' in text
@@ -100,7 +106,7 @@ def test_workers_give_the_numbers_of_predict_dense(tmp_path, client, net, raw, e
     assert predict_volume(net, '%s:raw' % src, out + ':prob', resume=True)['computed'] == 0
 
 
-def test_zxy_layout_is_channel_first_in_zarr(tmp_path, client, net, raw, expected, capsys):
+def test_zarr_output_is_class_z_x_y_for_the_zxy_layout_too(tmp_path, client, net, raw, expected, capsys):
     zxy = np.ascontiguousarray(raw.transpose(2, 0, 1))
     src = write(tmp_path / 'raw.zarr', 'raw', (zxy * 255).astype(np.uint8))
     out = str(tmp_path / 'out.zarr')
@@ -125,7 +131,7 @@ def test_a_worker_killed_mid_block_still_gives_the_full_output(tmp_path, client,
     killed = int(open(killer.marker).read())
     assert killed in pids  # a worker process really died (SIGKILL) inside a block
     assert summary['computed'] == summary['blocks'] == 36
-    np.testing.assert_allclose(read(out + ':prob'), killer.predictDense(raw[None], show_progress=False), atol=1e-6)
+    np.testing.assert_allclose(read_prob(out + ':prob'), killer.predictDense(raw[None], show_progress=False), atol=1e-6)
     assert done_flags(out).all()
     client.wait_for_workers(2, timeout=60)  # the nanny restarted it
 
@@ -163,7 +169,7 @@ def check_flagged_blocks_and_resume(run, out, args):
     done = done_flags(out)
     assert 20 <= done.sum() < done.size
     expected = run['cnn'].predictDense(run['raw'][None], show_progress=False)
-    got = read(out + ':prob')
+    got = read_prob(out + ':prob')
     plan = BlockPlan((10, 30, 30), (2, 3, 3))
     for number in np.flatnonzero(done):
         start, stop = plan.block_bounds(number)
@@ -171,7 +177,7 @@ def check_flagged_blocks_and_resume(run, out, args):
         np.testing.assert_allclose(got[region], expected[region], atol=1e-6)
     assert quiet(predict_cli.main, args[:5] + ['--resume']) == 0  # locally this time
     assert done_flags(out).all()
-    np.testing.assert_allclose(read(out + ':prob'), expected, atol=1e-6)
+    np.testing.assert_allclose(read_prob(out + ':prob'), expected, atol=1e-6)
 
 
 def test_a_killed_client_loses_at_most_the_blocks_in_flight_and_resume_completes(tmp_path, run):
@@ -204,18 +210,34 @@ def test_ome_zarr_metadata_is_valid_and_carries_the_voxel_size(tmp_path, net, ra
     predict_volume(net, src + ':raw', out + ':prob')
     image = Image.from_zarr(zarr.open_group(out + '/prob', mode='r'))
     ms = image.attributes.multiscales[0]
-    assert [a.name for a in ms.axes] == ['c', 'x', 'y', 'z']
+    assert [a.name for a in ms.axes] == ['c', 'z', 'x', 'y']  # what viewers expect: the image plane last
     assert [a.type for a in ms.axes] == ['channel', 'space', 'space', 'space']
     scale, translation = ms.datasets[0].coordinateTransformations
-    assert list(scale.scale) == [1.0, 4.0, 4.0, 30.0]
-    assert list(translation.translation) == [0.0, 5 * 4.0, 5 * 4.0, 1 * 30.0]  # the offset (5, 5, 1) voxels
+    assert list(scale.scale) == [1.0, 30.0, 4.0, 4.0]
+    assert list(translation.translation) == [0.0, 1 * 30.0, 5 * 4.0, 5 * 4.0]  # the offset (z, x, y) = (1, 5, 5)
     assert ms.axes[1].unit == 'nanometer'
     meta = json.load(open(os.path.join(out, 'prob', '0', '.zarray')))
     assert meta['compressor']['cname'] == 'zstd' and meta['dimension_separator'] == '/'
-    assert meta['chunks'] == [2, 20, 16, 7]  # one chunk per block
+    assert meta['chunks'] == [2, 7, 20, 16]  # one chunk per block
     # the OME-Zarr output reads back as an input, e.g. for segmentation, by the group's key
-    assert read(out + ':prob').shape == (2, 20, 16, 7)
+    assert read(out + ':prob').shape == (2, 7, 20, 16)
     assert json.loads(volumes.open_volume(out + ':prob').attrs['elektronn_prediction'])['n_out'] == 2
+
+
+def test_relative_paths_reach_workers_in_other_folders(tmp_path, client, net, raw, expected, monkeypatch, capsys):
+    write(tmp_path / 'raw.zarr', 'raw', raw)
+    monkeypatch.chdir(tmp_path)  # the workers stay where they started
+    predict_volume(net, 'raw.zarr:raw', 'out.zarr', client=client, show_progress=False)
+    np.testing.assert_allclose(read_prob(tmp_path / 'out.zarr:prob'), expected, atol=1e-6)
+
+
+def test_an_image_in_a_zarr_v3_store_gets_ngff_0_5(tmp_path, net, raw, capsys):
+    from ome_zarr_models.v05 import Image
+    zarr.open_group(str(tmp_path / 'v3.zarr'), mode='w', zarr_format=3)
+    src = write(tmp_path / 'v3.zarr', 'raw', raw)
+    predict_volume(net, src + ':raw', src + ':prob', show_progress=False)
+    Image.from_zarr(zarr.open_group(str(tmp_path / 'v3.zarr/prob'), mode='r'))  # raises if not valid NGFF 0.5
+    np.testing.assert_allclose(read_prob(src + ':prob'), net.predictDense(raw[None], show_progress=False), atol=1e-6)
 
 
 def test_local_gpu_workers_each_see_only_their_gpu():
@@ -245,7 +267,7 @@ def test_gpu_workers_give_the_numbers_of_predict_dense(tmp_path, net, raw, expec
         cluster = c.cluster
         c.close()
         cluster.close()
-    np.testing.assert_allclose(read(out + ':prob'), expected, atol=2e-3)  # cuDNN may use TF32
+    np.testing.assert_allclose(read_prob(out + ':prob'), expected, atol=2e-3)  # cuDNN may use TF32
 
 
 def test_errors_name_the_file_and_the_fix(tmp_path, client, net, raw):
@@ -283,6 +305,10 @@ def test_cli_distributed_options(tmp_path, run, capsys):
     src = write(tmp_path / 'raw.zarr', 'raw', run['raw'])
     assert predict_cli.main([run['save_dir'], src + ':raw', str(tmp_path / 'o.h5'), '--workers', '2']) == 2
     assert 'needs a Zarr output' in capsys.readouterr().err
-    assert predict_cli.main([run['save_dir'], src + ':raw', str(tmp_path / 'o.zarr'),
+    # the GPUs of an existing cluster are the workers': none need be here (a login node)
+    assert predict_cli.main([run['save_dir'], src + ':raw', str(tmp_path / 'o.zarr'), '--gpu', 'all',
                              '--scheduler', str(tmp_path / 'missing.json')]) == 2
     assert 'scheduler file' in capsys.readouterr().err and not (tmp_path / 'o.zarr').exists()
+    assert predict_cli.main([run['save_dir'], src + ':raw', str(tmp_path / 'o.zarr'), '--gpu', '0,1',
+                             '--workers', '3']) == 2
+    assert 'one worker per GPU: 3 workers for the GPUs 0,1' in capsys.readouterr().err

@@ -28,15 +28,17 @@ what happens:
 files:
   .h5/.hdf5: HDF5 (h5py); .zarr: Zarr (v2 or v3 stores; KEY is an array path, e.g. raw or
   volumes/raw/s0, or an OME-Zarr image group). A .zarr output is an OME-Zarr (NGFF 0.4) image
-  <out.zarr>/<key> (array <key>/0), compressed, chunked as the blocks, with the input's voxel
-  size: open it in napari (napari out.zarr/prob) or neuroglancer.
+  <out.zarr>/<key> (array <key>/0, axes (class, z, x, y)), compressed, chunked as the blocks,
+  with the input's voxel size: open it in napari (napari out.zarr/prob) or neuroglancer.
 
 distributed (Zarr output):
   --workers N     a local Dask cluster of N worker processes on this machine; each predicts one
                   block at a time with --threads threads (default: cores / N). With --gpu=all or
                   --gpu=0,1,...: one worker per GPU, each seeing only its own GPU.
   --scheduler A   an existing Dask cluster (tcp://host:8786 or a scheduler file), e.g. started
-                  by dask-jobqueue on SLURM/PBS; --gpu=0 (any index) makes workers use their GPU.
+                  by dask-jobqueue on SLURM/PBS; any --gpu value but false makes each worker use
+                  its first visible GPU. Each worker predicts one block at a time with --threads
+                  threads (default: its own thread count, dask worker --nthreads).
   Workers read their input regions straight from the store and write their output blocks;
   only block coordinates travel through the scheduler. A worker that dies has its block
   recomputed by another. The Dask dashboard's address is printed.
@@ -44,6 +46,7 @@ distributed (Zarr output):
 layouts:
   xyz (default): input (x, y, z) or (ch, x, y, z) -> output (class, x', y', z')
   zxy (default when the run used zchxy_order):  (z, x, y) or (z, ch, x, y) -> (z', class, x', y')
+  (HDF5 outputs; a Zarr output is (class, z', x', y') for either layout: what viewers expect)
   Integer input is divided by 255. Output voxel k belongs to input voxel k + offset per axis
   (offset = floor(field of view / 2)), or to input voxel k with --pad-raw, which mirror-pads the
   input so that the output has the input's shape. The dataset's attribute elektronn_prediction
@@ -136,7 +139,8 @@ def _parser():
     dist.add_argument('--scheduler', metavar='ADDRESS|FILE',
                       help='predict on an existing Dask cluster: tcp://host:port or a scheduler file (Zarr output)')
     p.add_argument('--threads', type=_positive_int, metavar='T',
-                   help='computing threads per worker (default: the cores divided by --workers)')
+                   help='computing threads per worker (default: with --workers the cores divided by the workers, '
+                        "with --scheduler each worker's own thread count)")
     return p
 
 

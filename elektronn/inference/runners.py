@@ -206,8 +206,7 @@ def _run_on_cluster(task, todo, client, finished):
     # The task travels once, as the result of a task that returns it: workers fetch it from each other, and the
     # scheduler can make it again should every worker holding it die (scattered data would be lost then).
     task_future = client.submit(_identity, task, key='elektronn-task-%s' % task.token, pure=False)
-    threads = sum(client.nthreads().values()) or 1
-    window = max(16, 4 * threads)  # enough queued work for every worker thread, without flooding the scheduler
+    window = _Window(client)
     pending = iter(todo)
     queue = as_completed()
     prefix = 'elektronn-block-%s' % task.token[:12]
@@ -219,25 +218,44 @@ def _run_on_cluster(task, todo, client, finished):
             return True
         return False
 
-    for _ in range(window):
-        if not submit_next():
-            break
+    while queue.count() < window.size() and submit_next():
+        pass
     try:
         for future in queue:
             try:
                 result = future.result()
             except KilledWorker as e:
-                raise BlockRunError('%s: the block killed %s worker processes in a row (out of memory? lower '
-                                    '--memory-gb); the blocks done so far are kept' % (future.key, _failures())) \
-                    from e
+                raise BlockRunError('%s: the block killed %s worker processes in a row (out of memory? give the '
+                                    'workers more memory, or predict again with a lower --memory-gb and --overwrite: '
+                                    'a resumed run keeps its block shape); the blocks done so far are kept'
+                                    % (future.key, _failures())) from e
             except Exception as e:
                 raise BlockRunError('%s failed on a worker: %s: %s' % (future.key, type(e).__name__, e)) from e
             finished(result)
-            submit_next()
+            while queue.count() < window.size() and submit_next():  # workers may have joined
+                pass
     except BaseException:
         client.cancel(list(queue.futures) + [task_future])
         raise
     client.cancel([task_future])
+
+
+class _Window:
+    """How many blocks to keep submitted: enough for every worker thread, without flooding the scheduler.
+
+    Looked up again every few seconds, so that workers that join a running cluster get blocks too.
+    """
+    refresh_seconds = 5.0
+
+    def __init__(self, client):
+        self.client, self.checked, self.value = client, -float('inf'), 16
+
+    def size(self):
+        now = time.monotonic()
+        if now - self.checked > self.refresh_seconds:
+            self.checked = now
+            self.value = max(16, 4 * (sum(self.client.nthreads().values()) or 1))
+        return self.value
 
 
 def _identity(value):

@@ -24,9 +24,12 @@ File layouts (``layout``):
 * ``'xyz'``: input ``(x, y, z)`` or ``(ch, x, y, z)``, output ``(n_out, x', y', z')`` (as
   ``predictDense``);
 * ``'zxy'``: input ``(z, x, y)`` or ``(z, ch, x, y)`` (the training option ``zchxy_order``),
-  output ``(z', n_out, x', y')`` in HDF5 and ``(n_out, z', x', y')`` in Zarr (OME-Zarr puts the
-  channel axis before the spatial ones);
+  output ``(z', n_out, x', y')``;
 * a single 2D image ``(x, y)`` (2D networks) gives ``(n_out, x', y')``.
+
+These are the HDF5 outputs. A Zarr output is ``(n_out, z', x', y')`` whatever the input's layout
+(``(n_out, x', y')`` for an image): the order OME-Zarr viewers expect, channel first, then the
+stack axis, then the image plane, which napari and neuroglancer then show.
 
 Integer input is divided by 255. The output holds float32 probabilities, or uint8 values
 ``int(p * 255)`` with ``as_uint8``. A Zarr output is an OME-Zarr (NGFF 0.4) image (the group
@@ -293,12 +296,16 @@ _COMPUTED_AXES = ('c', 'z', 'x', 'y')
 
 @dataclasses.dataclass(frozen=True)
 class _OutputFormat:
-    """How the probabilities are stored: the file layout (see the module docstring) and the type."""
+    """How the probabilities are stored: the file layout (see the module docstring) and the type.
+
+    ``viewer_order``: the order OME-Zarr viewers expect, class first, then z, then the image
+    plane ``(x, y)``, whatever the input's layout (Zarr outputs).
+    """
     layout: str
     is_image: bool
     n_out: int
     as_uint8: bool
-    channel_first: bool = False
+    viewer_order: bool = False
 
     @property
     def dtype(self):
@@ -309,9 +316,9 @@ class _OutputFormat:
         """Axis names of the stored array (``'c'`` the class)."""
         if self.is_image:
             return ('c', 'x', 'y')
-        if self.layout == 'xyz':
-            return ('c', 'x', 'y', 'z')
-        return ('c', 'z', 'x', 'y') if self.channel_first else ('z', 'c', 'x', 'y')
+        if self.viewer_order:
+            return _COMPUTED_AXES
+        return ('c', 'x', 'y', 'z') if self.layout == 'xyz' else ('z', 'c', 'x', 'y')
 
     @property
     def axes(self):
@@ -510,8 +517,9 @@ def _predict_volume(cnn, input_spec, output_spec, layout, pad_raw, as_uint8, mem
         raise PredictionError('resume and overwrite exclude each other')
     input_path, input_key = _spec(input_spec, 'input')
     output_path, output_key = _spec(output_spec, 'output', 'prob')
-    if output_key is None:
-        output_key = 'prob'
+    # workers of another cluster may run in other folders: the task carries absolute paths
+    input_path, output_path = os.path.abspath(input_path), os.path.abspath(output_path)
+    output_key = output_key or 'prob'
     out_format = volumes.storage_format(output_path, must_exist=False, what='output')
     if client is not None:
         check_distributed_output(output_path, output_key)
@@ -527,7 +535,7 @@ def _predict_volume(cnn, input_spec, output_spec, layout, pad_raw, as_uint8, mem
         _check_volume(cnn, volume, geom)
         pred_shape = tuple(p - 2 * o for p, o in zip(volume.padded, geom.offset))
         fmt = _OutputFormat(layout, volume.is_image, int(cnn.output_shape[1]), bool(as_uint8),
-                            channel_first=out_format == 'zarr')
+                            viewer_order=out_format == 'zarr')
         record = dict(info or {}, input_file=os.path.abspath(input_path), input_key=input_key,
                       input_shape=list(volume.shape), input_dtype=str(probe.dtype), layout=layout,
                       pad_raw=bool(pad_raw), dtype='uint8' if as_uint8 else 'float32', fov_zxy=list(geom.fov),

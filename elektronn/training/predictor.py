@@ -161,7 +161,8 @@ def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_
         block_shape: Output block shape ``(x, y, z)`` instead of one chosen from ``memory_gb``.
         gpu: In this process: ``False``, ``'auto'`` or an index (``None``: the config's ``device``).
             With workers: the GPUs, one worker each (``'all'``, ``'0,1'``, a list, an index or
-            ``'auto'``); with a scheduler: any GPU value makes the workers use their first GPU.
+            ``'auto'``); on an existing cluster (``scheduler``, ``client``) any GPU value makes each
+            worker use its first visible GPU.
         workers: Start a local Dask cluster of this many worker processes (Zarr output).
         threads: Computing threads per worker (default: with ``workers`` the cores divided by the
             workers; on an existing cluster each worker's own thread count).
@@ -182,7 +183,9 @@ def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_
     output_path, output_key = parse_h5_spec(output_spec, 'output', default_key='prob')
     if distributed:
         check_distributed_output(output_path, output_key)
-    gpus = _worker_gpus(gpu) if distributed else None
+    gpus = _worker_gpus(gpu) if workers is not None else None
+    # on an existing cluster the GPUs are the workers' own: this machine (a login node) has none to look at
+    worker_device = 'cuda' if gpus is not None or (distributed and workers is None and _wants_gpu(gpu)) else 'cpu'
     config = _prediction_config(run, False if distributed else gpu, True, None)
     if config.mode != 'img-img':
         raise PredictionError("%s: mode %r predicts one value per patch; elektronn-predict needs an 'img-img' network"
@@ -215,7 +218,10 @@ def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_
     from elektronn.inference.runners import connect, start_local_cluster, worker_threads
     own = client is None
     if client is None and workers is not None:
-        client = start_local_cluster(workers if gpus is None else None, threads, gpus=gpus)
+        try:
+            client = start_local_cluster(workers, threads, gpus=gpus)
+        except ValueError as e:
+            raise PredictionError('--workers %i, --gpu=%s: %s' % (workers, gpu, e)) from None
         print('Started a local Dask cluster: %i worker process(es) x %s thread(s)%s'
               % (len(client.nthreads()), ','.join(sorted(set(str(t) for t in client.run(worker_threads).values()))),
                  '' if gpus is None else ', GPUs %s (one each)' % ','.join(str(g) for g in gpus)))
@@ -225,14 +231,19 @@ def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_
     print('Dask dashboard: %s' % client.dashboard_link)
     try:
         return predict_volume(cnn, (input_path, input_key), (output_path, output_key), client=client,
-                              threads=threads if scheduler is not None else None,
-                              worker_device='cpu' if gpus is None else 'cuda', **kwargs)
+                              threads=threads if workers is None else None,  # a local cluster's workers know theirs
+                              worker_device=worker_device, **kwargs)
     finally:
         if own:
             cluster = client.cluster if workers is not None else None
             client.close()
             if cluster is not None:
                 cluster.close()
+
+
+def _wants_gpu(gpu):
+    """Whether a ``--gpu`` value asks for a GPU at all (``False``, ``'false'``, ``None``: no)."""
+    return gpu is not None and gpu is not False and str(gpu).strip().lower() not in ('false', 'none', 'cpu', '')
 
 
 def _worker_gpus(gpu):
