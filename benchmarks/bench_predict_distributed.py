@@ -16,7 +16,7 @@ Three figures, each as JSON lines, all measured in the same run:
     convolution) over many small blocks, next to the same run in one process; from it, the time a
     real block must take for the overhead to stay at 5 %, and the block count of the (a) volume
     at which the overhead would reach 5 % of the real blocks' time.
-(c) ``peak_rss``: the peak resident memory (``ru_maxrss``) of each worker process predicting a
+(c) ``peak_rss``: the peak resident memory (``VmHWM``) of each worker process predicting a
     (250, 1024, 1024) uint8 volume with the neuro 3D net, ``--memory-gb 1``, ``--pad-raw``,
     ``--uint8`` (target < 2 GB per worker); also the client process's peak.
 
@@ -158,13 +158,25 @@ def part_memory(client, folder, shape, memory_gb, common):
 
 
 def _peak_rss():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KB
+    """Peak resident memory of this process (bytes): ``VmHWM`` on Linux.
+
+    Not ``ru_maxrss``: it survives ``exec``, so a worker spawned from a large parent would report
+    the parent's size.
+    """
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KB on Linux
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--parts', default='a,b,c', help='which figures: a (throughput), b (overhead), c (memory)')
-    p.add_argument('--rounds', type=int, default=2)
+    p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--memory-shape', default='250,1024,1024', help='volume (z, x, y) of part c')
     p.add_argument('--memory-gb', type=float, default=1.0)
     p.add_argument('--workdir', default=None)

@@ -108,13 +108,19 @@ def _worker_state(task):
 
 
 def _run_on_worker(task, number, start, stop):
-    """Run one block in a worker process (one block at a time per process and task)."""
+    """Run one block in a worker process (one block at a time per process and task).
+
+    The result carries the wall-clock times when the call ``called``, the block ``began`` (after any
+    wait for the process's lock) and ``ended``, to see where a cluster's time goes.
+    """
+    called = time.time()
     task, state, lock = _worker_state(task)
     with lock:
-        t0 = time.perf_counter()
+        began, t0 = time.time(), time.perf_counter()
         result = dict(task.run_block(state, number, start, stop) or {})
     result.setdefault('voxels', 0)
-    result.update(number=int(number), seconds=time.perf_counter() - t0, pid=os.getpid())
+    result.update(number=int(number), seconds=time.perf_counter() - t0, pid=os.getpid(), called=called,
+                  began=began, ended=time.time())
     return result
 
 
@@ -206,6 +212,9 @@ def _run_on_cluster(task, todo, client, finished):
     # The task travels once, as the result of a task that returns it: workers fetch it from each other, and the
     # scheduler can make it again should every worker holding it die (scattered data would be lost then).
     task_future = client.submit(_identity, task, key='elektronn-task-%s' % task.token, pure=False)
+    # Every worker holds it before the first block: else the blocks cling to the worker that has it and the
+    # others get theirs late, by work stealing.
+    client.replicate([task_future])
     window = _Window(client)
     pending = iter(todo)
     queue = as_completed()
@@ -288,6 +297,7 @@ def start_local_cluster(n_workers=None, threads=None, gpus=None, dashboard=True,
         A ``distributed.Client``; ``client.cluster`` is the cluster (close both when done).
     """
     import logging
+    import dask
     from distributed import Client, Nanny, Scheduler, SpecCluster
     from distributed.system import MEMORY_LIMIT
     gpus = None if gpus is None else [str(g) for g in gpus]
@@ -313,8 +323,11 @@ def start_local_cluster(n_workers=None, threads=None, gpus=None, dashboard=True,
     # a local cluster listens on the loopback interface only: nothing outside this machine can reach it
     scheduler = {'cls': Scheduler, 'options': dict(host=_LOCALHOST, dashboard=bool(dashboard),
                                                    dashboard_address='%s:%i' % (_LOCALHOST, 8787 if dashboard else 0))}
-    cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.WARNING if silence_logs else None,
-                          name='elektronn')
+    # One block per worker thread at a time: a block waiting on a busy worker would wait long while another
+    # worker idles (Dask's default keeps some extra tasks on each worker for short tasks).
+    with dask.config.set({'distributed.scheduler.worker-saturation': 1.0}):
+        cluster = SpecCluster(workers=workers, scheduler=scheduler,
+                              silence_logs=logging.WARNING if silence_logs else None, name='elektronn')
     client = Client(cluster)
     client.wait_for_workers(n_workers)
     return client
