@@ -312,3 +312,33 @@ def test_cli_distributed_options(tmp_path, run, capsys):
     assert predict_cli.main([run['save_dir'], src + ':raw', str(tmp_path / 'o.zarr'), '--gpu', '0,1',
                              '--workers', '3']) == 2
     assert 'one worker per GPU: 3 workers for the GPUs 0,1' in capsys.readouterr().err
+
+
+class _CountingTask(runners.BlockTask):
+    """Records the blocks it runs; counts how often a process opens it."""
+    opened = 0
+
+    def open(self):
+        type(self).opened += 1
+        return []
+
+    def run_block(self, state, number, start, stop):
+        state.append(number)
+        return dict(voxels=BlockPlan.voxels(start, stop))
+
+
+def test_a_worker_opens_a_task_once_for_all_its_blocks():
+    task = _CountingTask()
+    results = [runners._run_on_worker(task, n, (n,), (n + 2,)) for n in range(3)]
+    assert _CountingTask.opened == 1 and runners._STATES[task.token][1] == [0, 1, 2]
+    assert [r['voxels'] for r in results] == [2, 2, 2] and all(r['ended'] >= r['began'] for r in results)
+    runners._run_on_worker(_CountingTask(), 0, (0,), (1,))  # another task: the old state is let go
+    assert task.token not in runners._STATES and _CountingTask.opened == 2
+
+
+def test_any_block_task_runs_here_with_progress(capsys):
+    plan = BlockPlan((5, 4), (2, 3))
+    task = _CountingTask()
+    stats = runners.run_blocks(task, list(plan.blocks()), progress_interval=0)
+    assert stats['computed'] == plan.n_blocks == 6 and stats['voxels'] == 20
+    assert '6/6 blocks' in capsys.readouterr().out
