@@ -34,9 +34,11 @@ setup(
     package_dir={'elektronn.examples': 'examples'},
     package_data={'elektronn.examples': ['*.py']},
     # zarr: Zarr stores (v2 and v3) behind elektronn.volumes; distributed: block-wise prediction on
-    # Dask clusters (local, existing schedulers, dask-jobqueue); bokeh: the Dask dashboard.
+    # Dask clusters (local, existing schedulers, dask-jobqueue); bokeh: the Dask dashboard;
+    # nvidia-ml-py: NVML, to choose a free GPU for --gpu=auto without creating CUDA contexts.
     install_requires=['numpy>=1.23', 'scipy>=1.9', 'h5py>=3.6', 'matplotlib>=3.5', 'torch>=2.2',
-                      'zarr>=3; python_version>="3.11"', 'numcodecs>=0.13', 'distributed>=2024.1', 'bokeh>=3.1'],
+                      'zarr>=3; python_version>="3.11"', 'numcodecs>=0.13', 'distributed>=2024.1', 'bokeh>=3.1',
+                      'nvidia-ml-py'],
     extras_require={
         # ome-zarr-models: the tests validate the OME-Zarr metadata of outputs against the NGFF models
         'test': ['pytest>=7', 'ome-zarr-models>=0.1'],

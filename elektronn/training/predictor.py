@@ -248,7 +248,7 @@ def _wants_gpu(gpu):
 
 def _worker_gpus(gpu):
     """The GPU indices for one worker each, or ``None`` for CPU workers (see :func:`predict_run`)."""
-    from elektronn.net.device import get_free_gpu, parse_gpu
+    from elektronn.net.device import find_free_gpu, parse_gpu
     if gpu is None or gpu is False:
         return None
     if isinstance(gpu, (list, tuple)):
@@ -273,10 +273,10 @@ def _worker_gpus(gpu):
     if choice == 'cpu':
         return None
     if choice == 'auto':
-        index = get_free_gpu()
-        if index is None:
-            print('No free GPU found, the workers use the CPU')
-        return None if index is None else [index]
+        gpu_info, reason = find_free_gpu()
+        print('%s: %s' % ('No free GPU found, the workers use the CPU' if gpu_info is None else
+                          'The worker uses GPU %i' % gpu_info.cuda_index, reason))
+        return None if gpu_info is None else [gpu_info.cuda_index]
     return [choice]
 
 
