@@ -72,6 +72,48 @@ def _mfp_bookkeeping(offsets, strides, pool):
     return np.array(new, dtype=int), [int(s * p) for s, p in zip(strides, pool)]
 
 
+def _host_to_device(tensor, device, dtype=None):
+    """``tensor`` on ``device``, converted to ``dtype`` (``None``: its own).
+
+    A CPU tensor goes to a GPU through pinned (page-locked) memory with an asynchronous copy:
+    the host does not wait for it, and the kernels queued after it on the same stream see the
+    data. The conversion happens on the device, after the (smaller) copy. Elsewhere this is
+    ``tensor.to``; pinning would only cost.
+    """
+    if device.type == 'cuda' and tensor.device.type == 'cpu':
+        if not tensor.is_pinned():
+            tensor = tensor.pin_memory()
+        tensor = tensor.to(device, non_blocking=True)
+    return tensor.to(device=device, dtype=dtype)
+
+
+class _StagedBatch:
+    """A checked batch whose copy to the network's GPU runs on a side stream, so that it can
+    overlap the step before the one that uses it (see ``MixedConvNN._stage_batch``).
+
+    On the CPU there is no stream and the tensors are ready at once.
+    """
+
+    def __init__(self, cnn, args, aux_kwargs):
+        device = cnn.device
+        self._stream = torch.cuda.Stream(device) if device.type == 'cuda' else None
+        with torch.cuda.stream(self._stream):  # a no-op for None
+            self._batch = cnn._prepare(args[0], args[1], args[2:], aux_kwargs)
+
+    def take(self):
+        """``(x, y, aux)`` for use on the current stream, which first waits for the copies."""
+        if self._stream is not None:
+            current = torch.cuda.current_stream(self._stream.device)
+            current.wait_stream(self._stream)
+            x, y, aux = self._batch
+            for t in [x, y] + list(aux.values()):
+                # Made on the side stream: their memory must not be reused before the current
+                # stream is done with them.
+                t.record_stream(current)
+            self._stream = None
+        return self._batch
+
+
 def _check_flag(value, name):
     if not isinstance(value, (bool, np.bool_)) and value not in (0, 1):
         raise TypeError('%s must be True or False, got %r' % (name, value))
@@ -583,7 +625,45 @@ class MixedConvNN(nn.Module):
                     # ``.contiguous`` does not; oneDNN then keeps the whole chain channels-last.
                     layer.W.data = layer.W.data.to(memory_format=memory_format)
         for opt in self._optimizers.values():
-            opt.reset()
+            opt.follow_parameters()  # momenta keep their values in the filters' new layout
+
+    def _apply(self, fn, recurse=True):
+        """``nn.Module._apply`` (behind ``to``, ``cuda``, ``cpu``, ``double`` ...), then what it does not
+        move itself: the optimiser states, references to the parameters outside their modules,
+        and the memory format, chosen again for a new kind of device."""
+        device = self.device
+        owned = [(module, key, p) for module in self.modules() for key, p in module._parameters.items()
+                 if p is not None]
+        super()._apply(fn, recurse)
+        # ``nn.Module`` converts a parameter in place where it can (CPU <-> CUDA, dtypes) but
+        # registers a new one where it cannot (e.g. to the meta device).
+        replaced = {id(old): module._parameters[key] for module, key, old in owned
+                    if module._parameters[key] is not old}
+        if replaced:
+            self._redirect_parameters(replaced)
+        if self._compiled and self.device.type != device.type:
+            self.setMemoryFormat(self._default_memory_format())
+        else:
+            for opt in self._optimizers.values():
+                opt.follow_parameters()
+        return self
+
+    def _redirect_parameters(self, replaced):
+        """Point every reference to a replaced parameter at its replacement (``{id(old): new}``)."""
+        def redirect(values):
+            return [replaced.get(id(v), v) if isinstance(v, nn.Parameter) else v for v in values]
+
+        self.params = redirect(self.params)
+        for opt in self._optimizers.values():
+            opt.follow_parameters(redirect(opt.params))
+        # A layer keeps a parameter it shares with another layer (its owner) in a one-element list,
+        # out of nn.Module's sight (see PerceptronLayer): update such lists in place.
+        for module in self.modules():
+            if module is self:
+                continue
+            for value in vars(module).values():
+                if isinstance(value, list) and any(id(v) in replaced for v in value):
+                    value[:] = redirect(value)
 
     def _require_compiled(self, what, training=False):
         if not self._compiled:
@@ -619,7 +699,7 @@ class MixedConvNN(nn.Module):
                                  % (x.shape[ch_axis], ch_axis, tuple(x.shape), self.input_depth, _shape_str(expected)))
             self._check_spatial(tuple(x.shape[ch_axis + 1:]) if self.n_dim == 2 else
                                 (x.shape[1],) + tuple(x.shape[3:]), tuple(x.shape))
-        x = x.to(device=self.device, dtype=self.dtype)
+        x = _host_to_device(x, self.device, self.dtype)
         if self.n_dim == 3 and self.input_depth is not None:
             x = x.permute(0, 2, 1, 3, 4)
         if x.ndim > 2:
@@ -647,7 +727,8 @@ class MixedConvNN(nn.Module):
             out_shape = (n_examples,) + tuple(self.output_shape[1:])
             if arr.shape not in (expected, out_shape):
                 raise ValueError('regression targets must have shape %s or %s, got %s' % (expected, out_shape, arr.shape))
-            return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(self.device, self.dtype)
+            return _host_to_device(torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)), self.device,
+                                   self.dtype)
         if arr.shape != expected:
             what = 'output position' if len(expected) > 1 else 'example'
             if self._target.name == 'nll_mutiple_binary':
@@ -665,7 +746,7 @@ class MixedConvNN(nn.Module):
         if arr.size and arr.max() >= n_classes:
             raise ValueError('labels contain class %i but the output has %i classes: labels must lie in 0..%i '
                              '(negative values mean "ignore")' % (arr.max(), n_classes, n_classes - 1))
-        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.int64)).to(self.device)
+        return _host_to_device(torch.from_numpy(np.ascontiguousarray(arr, dtype=np.int64)), self.device)
 
     def _to_aux(self, aux_args, aux_kwargs, labels_shape):
         """Auxiliary loss inputs (positional in compiled order, or by keyword) as tensors."""
@@ -698,16 +779,27 @@ class MixedConvNN(nn.Module):
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
             raise TypeError('%s must be a numeric array, got dtype %s' % (name, arr.dtype))
         if name == 'seg_gt':
-            return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.int64)).to(self.device)
+            return _host_to_device(torch.from_numpy(np.ascontiguousarray(arr, dtype=np.int64)), self.device)
         if name in ('mask_class_labeled', 'mask_class_not_present') and not np.isin(arr, (0, 1)).all():
             raise ValueError('%s must hold 0/1 flags per example and class, got values %s'
                              % (name, np.unique(arr)[:10].tolist()))
-        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).to(self.device, self.dtype)
+        return _host_to_device(torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)), self.device, self.dtype)
 
     def _prepare(self, data, labels, aux_args, aux_kwargs):
         x = self._to_input(data)
         y = self._to_labels(labels, x.shape[0])
         return x, y, self._to_aux(aux_args, aux_kwargs, y.shape)
+
+    def _stage_batch(self, data, labels, *aux, **aux_kwargs):
+        """Check a batch (arguments as for ``trainingStep``) and start its copy to the device.
+
+        Returns:
+            A batch to pass to ``trainingStep`` as its only positional argument; on a GPU it is
+            copied on a side stream, so staging the next batch before a step overlaps the copy
+            with that step.
+        """
+        self._require_compiled('trainingStep', training=True)
+        return _StagedBatch(self, (data, labels) + aux, aux_kwargs)
 
     # ------------------------------------------------------------------------------------------------
     # Forward passes and the objective
@@ -911,7 +1003,8 @@ class MixedConvNN(nn.Module):
         """One optimiser iteration on a batch.
 
         Signature: ``cnn.trainingStep(data, labels[, *aux], mode='SGD', update_loss=False)``; auxiliary
-        inputs may also be given by keyword (``class_weights=...``).
+        inputs may also be given by keyword (``class_weights=...``). Instead of the arrays, the
+        Trainer passes a batch staged ahead with ``_stage_batch``.
 
         Args:
             mode: ``'SGD'``, ``'Adam'``, ``'RPROP'``, ``'CG'`` or ``'LBFGS'``; each keeps its own
@@ -924,11 +1017,18 @@ class MixedConvNN(nn.Module):
             loss and the time the step took.
         """
         self._require_compiled('trainingStep', training=True)
-        if len(args) < 2:
+        staged = len(args) == 1 and isinstance(args[0], _StagedBatch)
+        if len(args) < 2 and not staged:
             raise TypeError('trainingStep needs data and labels, got %i positional argument(s)' % len(args))
         t0 = time.time()
         optimizer = self._optimizer(mode)
-        x, y, aux = self._prepare(args[0], args[1], args[2:], aux_kwargs)
+        if staged:
+            if aux_kwargs:
+                raise TypeError('trainingStep: a staged batch carries its auxiliary inputs, got %s'
+                                % sorted(aux_kwargs))
+            x, y, aux = args[0].take()
+        else:
+            x, y, aux = self._prepare(args[0], args[1], args[2:], aux_kwargs)
         closure = self._closure(x, y, aux, repeatable=optimizer.repeatable_closure)
         self.train()
         try:
@@ -937,7 +1037,7 @@ class MixedConvNN(nn.Module):
             self.eval()
         if update_loss:
             loss, _, instance, _ = self._evaluate(x, y, aux)
-        loss = np.float32(loss)
+        loss = np.float32(float(loss))  # NumPy cannot read a GPU tensor itself
         return loss, instance.cpu().numpy(), (time.time() - t0) + 1e-10
 
     def setOptimizerParams(self, SGD={}, CG={}, RPROP={}, LBFGS={}, Adam={}, weight_decay=0.0):

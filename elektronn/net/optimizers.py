@@ -75,6 +75,18 @@ class SharedScalar:
         return '%s(%g)' % (self.name or 'SharedScalar', self._value)
 
 
+def _laid_out_like(tensor, like, copy=False):
+    """``tensor`` with the device, dtype and strides of ``like``: itself when they match already
+    (unless ``copy``), else a copy."""
+    if tuple(tensor.shape) != tuple(like.shape):
+        raise ValueError('a state array of shape %s belongs to a parameter of shape %s'
+                         % (tuple(tensor.shape), tuple(like.shape)))
+    if not copy and tensor.device == like.device and tensor.dtype == like.dtype and tensor.stride() == like.stride():
+        return tensor
+    # ``empty_like`` keeps the strides of a dense parameter (channels-last filters stay so).
+    return torch.empty_like(like).copy_(tensor)
+
+
 def _grads(params):
     """Parameters that received a gradient, and those gradients."""
     ps = [p for p in params if p.grad is not None]
@@ -162,10 +174,29 @@ class _Optimizer:
                 if len(v) != len(self.params):
                     raise ValueError('%s state %r has %i arrays, the network has %i parameters'
                                      % (self.name, k, len(v), len(self.params)))
-                self.state[k] = [torch.as_tensor(np.asarray(a), dtype=p.dtype, device=p.device).clone()
+                # A copy: ``as_tensor`` shares the caller's array.
+                self.state[k] = [_laid_out_like(torch.as_tensor(np.asarray(a)), p, copy=True)
                                  for a, p in zip(v, self.params)]
             else:
                 self.state[k] = v
+
+    def follow_parameters(self, params=None):
+        """Move the per-parameter state to the parameters' current device, dtype and memory layout.
+
+        Args:
+            params: Replacements for ``self.params`` (same order), for when ``nn.Module.to`` made
+                new parameter tensors instead of converting the old ones in place (it does so
+                for devices such as ``meta``); ``None`` keeps the list.
+        """
+        if params is not None:
+            params = list(params)
+            if len(params) != len(self.params):
+                raise ValueError('%s optimises %i parameters, got %i replacements'
+                                 % (self.name, len(self.params), len(params)))
+            self.params = params
+        for key, value in self.state.items():
+            if isinstance(value, list):
+                self.state[key] = [_laid_out_like(b, p) for b, p in zip(value, self.params)]
 
 
 class SGD(_Optimizer):
@@ -451,16 +482,14 @@ class LBFGS(_Optimizer):
             last.update(x=np.array(vector, copy=True), loss=loss, instance=instance)
             return float(loss) + _penalty(self.params, wd), self._flat_grad(wd)
 
-        callback = None
-        if int(self.settings.get('iprint', -1)) >= 0:
-            counter = [0]
+        counter = [0]
 
-            def callback(vector):
-                counter[0] += 1
-                print('L-BFGS iteration %i: loss %.6g' % (counter[0], float(last['loss'])))
+        def report(vector):
+            counter[0] += 1
+            print('L-BFGS iteration %i: loss %.6g' % (counter[0], float(last['loss'])))
 
         result = minimize(loss_and_grad, self._get_flat(), jac=True, method='L-BFGS-B', options=self._options(),
-                          callback=callback)
+                          callback=report if int(self.settings.get('iprint', -1)) >= 0 else None)
         for p in self.params:
             p.grad = None
         if result.status not in (0, 1):

@@ -11,7 +11,8 @@ Call order (what ``elektronn-train`` does)::
 
 Per update step ``i`` (counting from 0):
 
-1. a batch from ``data.getbatch`` (or from the background workers), then ``cnn.trainingStep``;
+1. a batch from ``data.getbatch`` (or from the background workers, whose batches a GPU gets one
+   step ahead: the copy of the next overlaps the current step), then ``cnn.trainingStep``;
 2. a NaN/Inf loss opens the console (without a terminal the run stops instead);
 3. smoothed loss ``ema = 0.995 ema + 0.005 loss`` (from 0.65), step-time averages;
 4. the timeline row ``[i, seconds, ema, loss, mean label of the batch]``;
@@ -97,6 +98,30 @@ def _import_from_file(path, name):
     return getattr(module, name)
 
 
+def _cuda_rng_states():
+    """The CUDA generators' states, one row per device, or ``None`` while CUDA is not initialised
+    (reading them would initialise it)."""
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return None
+    return np.stack([state.numpy() for state in torch.cuda.get_rng_state_all()])
+
+
+def _restore_cuda_rng(states):
+    """Restore the CUDA generators from :func:`_cuda_rng_states` rows, with a note where they cannot
+    all be restored (so that dropout masks will not continue as in the saved run)."""
+    n_devices = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    tensors = [torch.from_numpy(np.ascontiguousarray(row)) for row in states]
+    if n_devices == len(tensors):
+        torch.cuda.set_rng_state_all(tensors)
+        return
+    restored = min(n_devices, len(tensors))
+    print('Note: the resume state holds the CUDA random generator states of %i GPU(s), this machine has %i: '
+          'the first %i restored; dropout masks on the other GPUs do not continue as in the saved run'
+          % (len(tensors), n_devices, restored))
+    for index, state in enumerate(tensors[:restored]):
+        torch.cuda.set_rng_state(state, device=index)
+
+
 def _json_default(value):
     if isinstance(value, np.integer):
         return int(value)
@@ -137,6 +162,7 @@ class Trainer:
         self.last_batch = None
         self.workers = None
         self._interrupt = None
+        self._ahead = None  # the next step's batch, staged during the current step (see _take_batch)
 
     @property
     def save_path(self):
@@ -415,6 +441,9 @@ class Trainer:
                                    ('CG_timeline', self.CG_timeline)):
                     f.create_dataset(name, data=np.asarray(rows, dtype=np.float64))
                 f.create_dataset('torch_rng', data=torch.get_rng_state().numpy())
+                cuda_rng = _cuda_rng_states()
+                if cuda_rng is not None:
+                    f.create_dataset('cuda_rng', data=cuda_rng)
                 f.create_dataset('numpy_global_key', data=np_state[1])
                 group = f.create_group('optimizer')
                 for name, state in self.cnn.optimizer_state().items():
@@ -451,6 +480,7 @@ class Trainer:
             info = json.loads(f.attrs['info'])
             arrays = {name: np.asarray(f[name]) for name in ('history', 'timeline', 'errors', 'CG_timeline')}
             torch_rng = np.asarray(f['torch_rng'])
+            cuda_rng = np.asarray(f['cuda_rng']) if 'cuda_rng' in f else None  # older states: none
             np_key = np.asarray(f['numpy_global_key'])
             optimizer = {}
             for name, g in f['optimizer'].items():
@@ -476,6 +506,8 @@ class Trainer:
             [list(r) for r in arrays[n]] for n in ('history', 'timeline', 'errors', 'CG_timeline'))
         cnn.CG_timeline = list(self.CG_timeline)
         torch.set_rng_state(torch.from_numpy(torch_rng))
+        if cuda_rng is not None:
+            _restore_cuda_rng(cuda_rng)
         name, pos, has_gauss, gauss = info['numpy_global']
         np.random.set_state((name, np_key, pos, has_gauss, gauss))
         version, internal, gauss_next = info['python_random']
@@ -543,14 +575,41 @@ class Trainer:
             return self.workers.get()
         return self.data.getbatch(**self.get_batch_kwargs)
 
+    def _stages_ahead(self):
+        """Whether the next step's batch is staged on the GPU during the current step.
+
+        Only on CUDA (a copy to the CPU gains nothing) and with background workers: a batch
+        drawn here would advance the data RNG before the resume state of the current step is
+        saved, and training would not continue exactly after ``--resume``.
+        """
+        return self.workers is not None and self.cnn.device.type == 'cuda'
+
+    def _stage(self, batch):
+        """``(batch, inputs, aux, staged)``: the network's inputs of ``batch``, and with
+        :meth:`_stages_ahead` the batch already on its way to the GPU (else ``None``)."""
+        inputs, aux = self._split_batch(batch)
+        staged = self.cnn._stage_batch(*inputs, **aux) if self._stages_ahead() else None
+        return batch, inputs, aux, staged
+
+    def _take_batch(self):
+        """This step's batch (see :meth:`_stage`), and the next one's copy started to overlap this step."""
+        current, self._ahead = self._ahead, None
+        if current is None:
+            current = self._stage(self._next_batch())
+        if self._stages_ahead():
+            self._ahead = self._stage(self._next_batch())
+        return current
+
     def _trainStep(self, plotter):
         """One update step with its bookkeeping (steps 1-7 of the module docstring)."""
         c, cnn, st = self.config, self.cnn, self.state
         i = st.step
-        batch = self._next_batch()
+        batch, inputs, aux, staged = self._take_batch()
         self.last_batch = batch
-        inputs, aux = self._split_batch(batch)
-        nll, _instance, t_per_train = cnn.trainingStep(*inputs, mode=c.optimizer, **aux)
+        if staged is None:
+            nll, _instance, t_per_train = cnn.trainingStep(*inputs, mode=c.optimizer, **aux)
+        else:
+            nll, _instance, t_per_train = cnn.trainingStep(staged, mode=c.optimizer)
         t_now = time.time()
         t_per_it, self._t0 = t_now - self._t0, t_now
         st.step = i + 1
@@ -658,6 +717,8 @@ class Trainer:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
             self._interrupt = None
+        # A batch staged before the console may no longer fit the data settings or the network's device.
+        self._ahead = None
         if self.workers is not None and action == 'q':
             changed = watcher.changes()
             kwargs_changed = _fingerprint(self.get_batch_kwargs) != kwargs_before
@@ -761,6 +822,7 @@ class Trainer:
                 print('Saving after the error failed too: %s' % e)
             raise
         finally:
+            self._ahead = None
             if self.workers is not None:
                 self.workers.shutdown()
                 self.workers = None
