@@ -111,3 +111,30 @@ def check_workers_draw_their_seeds(data, kw, seeds=(11, 22)):
         pids = w.pids
     assert not missing
     return expected, pids
+
+
+def make_trainer(folder, **values):
+    """A non-interactive Trainer of a config written to ``folder`` (see :func:`write_config`), with its data
+    and network; plots off unless asked for."""
+    from elektronn.training.config import Config
+    from elektronn.training.trainer import Trainer
+    values.setdefault('plot_on', False)
+    t = Trainer(Config(write_config(folder, **values), init_device=False))
+    t.loadData()
+    t.createNet()
+    t.interactive = False
+    return t
+
+
+def resumed_trainer(config_file, n_steps):
+    """A non-interactive Trainer that resumes the run of ``config_file`` (its save directory as it is), to
+    ``n_steps`` steps."""
+    from elektronn.training.config import Config
+    from elektronn.training.trainer import Trainer
+    t = Trainer(Config(config_file, use_existing_dir=True, init_device=False))
+    t.config.n_steps = n_steps
+    t.loadData()
+    t.createNet()
+    t.interactive = False
+    t.resume()
+    return t

@@ -10,10 +10,8 @@ import torch
 
 from elektronn.net import convnet, device as device_module
 from elektronn.net.layers.conv import _ConvLayer
-from elektronn.training.config import Config
-from elektronn.training.trainer import Trainer
 
-from pipeline_helpers import write_config
+from pipeline_helpers import make_trainer, resumed_trainer
 from test_gpu_path import STATEFUL_MODES, batches, conv_net, state_tensors, train_every_mode, twin
 from test_prediction import CASES_2D, CASES_3D, build, weights_of
 
@@ -145,17 +143,8 @@ def test_staged_batches_train_like_their_arrays(deterministic):
     close_params(cnn, reference, rtol=1e-6, atol=1e-7)
 
 
-def _trainer(folder, **values):
-    values.setdefault('plot_on', False)
-    t = Trainer(Config(write_config(folder, **values), init_device=False))
-    t.loadData()
-    t.createNet()
-    t.interactive = False
-    return t
-
-
 def test_the_trainer_stages_batches_ahead_with_workers(tmp_path, gpu_default):
-    t = _trainer(tmp_path, n_steps=40, history_freq=[20], background_processes=2)
+    t = make_trainer(tmp_path, n_steps=40, history_freq=[20], background_processes=2)
     assert t.cnn.device == CUDA
     kinds = []
     step = t.cnn.trainingStep
@@ -177,21 +166,16 @@ def test_resume_continues_the_dropout_masks_on_the_gpu(tmp_path, gpu_default, de
     values = dict(n_steps=60, dropout_rates=0.5, background_processes=False)
     np.random.seed(1234)
     torch.manual_seed(1234)
-    whole = _trainer(tmp_path / 'a', **values)
+    whole = make_trainer(tmp_path / 'a', **values)
     assert whole.cnn.getDropoutRates() and whole.cnn.device == CUDA
     whole.run()
     np.random.seed(1234)
     torch.manual_seed(1234)  # the same initial weights (and CUDA generator) as `whole`
-    first = _trainer(tmp_path / 'b', **dict(values, n_steps=30))
+    first = make_trainer(tmp_path / 'b', **dict(values, n_steps=30))
     first.run()
     rng_after_first = torch.cuda.get_rng_state(CUDA)
     torch.manual_seed(99)  # the resumed run must not depend on the generators' state before resume()
-    second = Trainer(Config(first.config.config_file, use_existing_dir=True, init_device=False))
-    second.config.n_steps = 60
-    second.loadData()
-    second.createNet()
-    second.interactive = False
-    second.resume()
+    second = resumed_trainer(first.config.config_file, 60)
     assert second.state.step == 30
     assert torch.equal(torch.cuda.get_rng_state(CUDA), rng_after_first)
     second.run()

@@ -10,10 +10,9 @@ import torch
 from elektronn.net import convnet
 from elektronn.net.convnet import MixedConvNN
 from elektronn.net.layers.conv import _ConvLayer
-from elektronn.training.config import Config
 from elektronn.training.trainer import Trainer
 
-from pipeline_helpers import write_config
+from pipeline_helpers import make_trainer
 
 #: Optimisers whose state holds a tensor per parameter.
 STATEFUL_MODES = ('SGD', 'Adam', 'RPROP')
@@ -236,12 +235,7 @@ def test_a_staged_batch_trains_like_its_arrays():
 # ------------------------------------------------------------------------------------------------
 def blob_trainer(tmp_path, monkeypatch, **values):
     monkeypatch.setenv('HOME', str(tmp_path / 'home'))
-    values.setdefault('plot_on', False)
-    t = Trainer(Config(write_config(tmp_path, **values), init_device=False))
-    t.loadData()
-    t.createNet()
-    t.interactive = False
-    return t
+    return make_trainer(tmp_path, **values)
 
 
 def test_batches_are_staged_ahead_only_on_cuda_with_workers(tmp_path, monkeypatch):

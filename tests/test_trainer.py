@@ -11,7 +11,7 @@ from elektronn.training.config import Config, ConfigError
 from elektronn.training.trainer import Trainer
 from elektronn.training.workers import WorkerError
 
-from pipeline_helpers import BLOB_CNN, write_config
+from pipeline_helpers import BLOB_CNN, resumed_trainer, write_config
 
 
 @pytest.fixture(autouse=True)
@@ -143,12 +143,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     first = trainer(tmp_path / 'b', n_steps=50, LR_schedule=schedule)
     first.run()
     assert first.cnn.getLR() == pytest.approx(0.02)
-    second = Trainer(Config(first.config.config_file, use_existing_dir=True, init_device=False))
-    second.config.n_steps = 100
-    second.loadData()
-    second.createNet()
-    second.interactive = False
-    second.resume()
+    second = resumed_trainer(first.config.config_file, 100)
     assert second.state.step == 50 and second.cnn.getLR() == pytest.approx(0.02)
     assert len(second.history) == 3 and len(second.timeline) == 50
     second.run()
