@@ -13,7 +13,15 @@ Every figure is one JSON line: steps per second of both, the ratio
 ``plain step time / ELEKTRONN step time`` (target >= 0.95) and the achieved GFLOP/s (forward +
 backward counted as 3x the forward multiply-adds, 2 FLOPs each).
 
-Usage: ``python benchmarks/bench_net.py [--seconds 3] [--rounds 5] [--threads N]``
+``--device cuda``: both run on the GPU (ELEKTRONN's network is built after
+``elektronn.net.device.initGPU(0)``, as ``elektronn-train --gpu=0`` does). Batches still start as
+NumPy arrays on the host, as in real training: ``trainingStep`` gets them as arrays and copies them
+through pinned memory, and the plain step copies its arrays the same way (pinned,
+``non_blocking``) every step. The clocks are read after ``torch.cuda.synchronize()``. The lines then
+also carry the GPU's name, the plain module's GFLOP/s and the cuDNN settings (TF32 for
+convolutions is PyTorch's default, the same for both sides).
+
+Usage: ``python benchmarks/bench_net.py [--seconds 3] [--rounds 5] [--threads N] [--device cpu|cuda]``
 """
 import argparse
 import contextlib
@@ -29,6 +37,8 @@ from torch.nn import functional as F
 
 with contextlib.redirect_stdout(io.StringIO()):
     from elektronn.net.convnet import MixedConvNN
+
+from _bench_device import select_device  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def build_mnist():
@@ -76,14 +86,19 @@ def build_neuro3d():
     return cnn, plain, data, labels, plain_data, labels
 
 
-def plain_stepper(model, data, labels, memory_format):
-    model = model.to(memory_format=memory_format)
+def plain_stepper(model, data, labels, memory_format, device=torch.device('cpu')):
+    model = model.to(device=device, memory_format=memory_format)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x_np, y_np = data, labels
+    cuda = device.type == 'cuda'
 
     def step():
-        x = torch.from_numpy(x_np).contiguous(memory_format=memory_format)
+        x = torch.from_numpy(x_np)
         y = torch.from_numpy(y_np).long()
+        if cuda:  # from the host every step, as trainingStep does: pinned, asynchronous
+            x = x.pin_memory().to(device, non_blocking=True)
+            y = y.pin_memory().to(device, non_blocking=True)
+        x = x.contiguous(memory_format=memory_format)
         opt.zero_grad()
         loss = F.cross_entropy(model(x), y)
         loss.backward()
@@ -92,30 +107,42 @@ def plain_stepper(model, data, labels, memory_format):
     return step
 
 
-def rate(step, seconds):
+def _no_sync():
+    pass
+
+
+def rate(step, seconds, sync=_no_sync):
+    """Steps per second; ``sync`` (``torch.cuda.synchronize`` on a GPU) runs before each clock reading."""
     for _ in range(3):
         step()
+    sync()
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         step()
         n += 1
+    sync()
     return n / (time.perf_counter() - t0)
 
 
-def measure(name, build, seconds, rounds):
+def measure(name, build, seconds, rounds, device=torch.device('cpu')):
     cnn, plain, data, labels, plain_data, plain_labels = build()
+    cuda = device.type == 'cuda'
+    if cuda and cnn.device != device:
+        raise RuntimeError('%s: the ELEKTRONN network is on %s, not on %s' % (name, cnn.device, device))
+    sync = (lambda: torch.cuda.synchronize(device)) if cuda else _no_sync
     formats = {'default': torch.contiguous_format,
                'channels_last': torch.channels_last if data.ndim == 4 else torch.channels_last_3d}
-    plain_steps = {k: plain_stepper(copy.deepcopy(plain), plain_data, plain_labels, f) for k, f in formats.items()}
+    plain_steps = {k: plain_stepper(copy.deepcopy(plain), plain_data, plain_labels, f, device)
+                   for k, f in formats.items()}
 
     def ours():
         return cnn.trainingStep(data, labels, mode='SGD')[0]
 
     best = {'elektronn': 0.0, **{k: 0.0 for k in formats}}
     for _ in range(rounds):  # interleaved rounds, best of each, to damp machine noise
-        best['elektronn'] = max(best['elektronn'], rate(ours, seconds))
+        best['elektronn'] = max(best['elektronn'], rate(ours, seconds, sync))
         for k, s in plain_steps.items():
-            best[k] = max(best[k], rate(s, seconds))
+            best[k] = max(best[k], rate(s, seconds, sync))
     plain_format = max(formats, key=lambda k: best[k])
     flops_per_step = 2 * 3 * cnn.TotalForwardPassCost * (1 if cnn.batch_size else 1)
     result = {
@@ -129,8 +156,18 @@ def measure(name, build, seconds, rounds):
         'target_ratio': 0.95,
         'elektronn_gflops': round(flops_per_step * best['elektronn'] / 1e9, 2),
         'threads': torch.get_num_threads(),
-        'device': 'cpu',
+        'device': device.type,
     }
+    if cuda:
+        result.update({
+            'plain_gflops': round(flops_per_step * best[plain_format] / 1e9, 2),
+            'gpu': torch.cuda.get_device_name(device),
+            'elektronn_memory_format': 'channels_last' if cnn.memory_format in (
+                torch.channels_last, torch.channels_last_3d) else 'default',
+            'cudnn_allow_tf32': torch.backends.cudnn.allow_tf32,
+            'cudnn_benchmark': torch.backends.cudnn.benchmark,
+            'torch': torch.__version__,
+        })
     print(json.dumps(result), flush=True)
     return result
 
@@ -141,14 +178,17 @@ def main():
     ap.add_argument('--rounds', type=int, default=5, help='interleaved rounds (best is reported)')
     ap.add_argument('--threads', type=int, default=None, help='torch.set_num_threads')
     ap.add_argument('--only', choices=['mnist_cnn', 'neuro_3d'], default=None)
+    ap.add_argument('--device', choices=['cpu', 'cuda'], default='cpu',
+                    help='where both networks train (cuda: GPU 0; the batches still come from host memory)')
     args = ap.parse_args()
+    device = select_device(args.device, ap)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     np.random.seed(0)
     for name, build in (('mnist_cnn', build_mnist), ('neuro_3d', build_neuro3d)):
         if args.only in (None, name):
-            measure(name, lambda b=build: _quiet(b), args.seconds, args.rounds)
+            measure(name, lambda b=build: _quiet(b), args.seconds, args.rounds, device)
 
 
 def _quiet(build):

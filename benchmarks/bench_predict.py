@@ -32,8 +32,18 @@ Each line carries the 1-minute load average before and after and the CPU seconds
 used: on a shared machine the wall-clock figures vary with the other work, the CPU times much
 less (the ratios are also given by CPU time).
 
-Usage: ``python benchmarks/bench_predict.py [--threads 2] [--rounds 3] [--quick]`` (about three
-minutes on 2 cores)
+``--device cuda``: every path runs on GPU 0 (the ELEKTRONN networks are built after
+``elektronn.net.device.initGPU(0)``); the volume still starts as a uint8 array on the host and the
+probabilities end as a NumPy array there, for every path. The default volume is then
+(64, 512, 512) (``--volume`` sets any); the plain reference runs in its default and its
+channels-last memory format and the faster one counts as ``plain_dilated`` (its lines name the
+format); the lines carry the GPU's name and whether cuDNN may use TF32 (PyTorch's default for
+convolutions, which makes the paths differ by about 1e-3). ``--skip-stitch`` leaves out both
+stitching paths, which are slow (many small tiles) and beside the point on a GPU; the
+``mfp_over_shift_and_stitch`` line is then left out too.
+
+Usage: ``python benchmarks/bench_predict.py [--threads 2] [--rounds 3] [--quick] [--device cpu|cuda]
+[--volume Z,X,Y] [--skip-stitch]`` (about three minutes on 2 cores)
 (``--quick``: a (16, 128, 128) volume, to check that the script works).
 """
 import argparse
@@ -50,6 +60,8 @@ from torch.nn import functional as F
 
 with contextlib.redirect_stdout(io.StringIO()):
     from elektronn.net.convnet import MixedConvNN
+
+from _bench_device import select_device  # noqa: E402  (benchmarks/ is the script's folder)
 
 FILTERS = [(1, 4, 4), (1, 3, 3), (3, 3, 3), (3, 3, 3), (1, 2, 2)]  # (z, x, y)
 POOLS = [(1, 2, 2), (1, 2, 2), (1, 1, 1), (1, 1, 1), (1, 1, 1)]
@@ -69,7 +81,7 @@ def build(input_size, mfp, weights=None):
     return cnn
 
 
-def plain_dilated(weights):
+def plain_dilated(weights, device=torch.device('cpu'), memory_format=torch.channels_last_3d):
     """The reference: the same network as plain ``torch.nn`` modules in the dilated form."""
     layers, dilation, ch = [], (1, 1, 1), 1
     for i, ((W, b), f, p) in enumerate(zip(weights, FILTERS + [(1, 1, 1)], POOLS + [(1, 1, 1)])):
@@ -85,10 +97,10 @@ def plain_dilated(weights):
             dilation = tuple(d * q for d, q in zip(dilation, p))
         ch = W.shape[0]
     layers.append(nn.Softmax(dim=1))
-    return nn.Sequential(*layers).eval().to(memory_format=torch.channels_last_3d)
+    return nn.Sequential(*layers).eval().to(device=device, memory_format=memory_format)
 
 
-def plain_fragments(weights):
+def plain_fragments(weights, device=torch.device('cpu')):
     """The original's batch-axis MFP in plain PyTorch: a function from the volume to (n_lab, x, y, z)."""
     convs, ch = [], 1
     for (W, b), f in zip(weights, FILTERS + [(1, 1, 1)]):
@@ -96,7 +108,7 @@ def plain_fragments(weights):
         with torch.no_grad():
             conv.weight.copy_(torch.from_numpy(W))
             conv.bias.copy_(torch.from_numpy(b))
-        convs.append(conv.to(memory_format=torch.channels_last_3d))
+        convs.append(conv.to(device=device, memory_format=torch.channels_last_3d))
         ch = W.shape[0]
     offsets, strides = np.zeros((1, 3), int), np.ones(3, int)
     for p in POOLS:  # new phase outer, old fragment inner, as the original's bookkeeping
@@ -105,7 +117,7 @@ def plain_fragments(weights):
 
     def run(raw):
         x = torch.from_numpy(np.ascontiguousarray(raw.transpose(0, 3, 1, 2), dtype=np.float32) / 255)[None]
-        x = x.contiguous(memory_format=torch.channels_last_3d)
+        x = x.to(device).contiguous(memory_format=torch.channels_last_3d)
         with torch.no_grad():
             for i, conv in enumerate(convs):
                 x = conv(x)
@@ -118,18 +130,18 @@ def plain_fragments(weights):
                         slice(q, s - k + q + 1) for q, s, k in zip(phase, size, p))], p) for phase in np.ndindex(*p)])
             prob = torch.softmax(x, dim=1)
         dense = np.zeros((prob.shape[1],) + tuple(s * m for s, m in zip(prob.shape[2:], strides)), np.float32)
-        for frag, off in zip(prob.numpy(), offsets):
+        for frag, off in zip(prob.cpu().numpy(), offsets):
             dense[(slice(None),) + tuple(slice(o, None, m) for o, m in zip(off, strides))] = frag
         return dense.transpose(0, 2, 3, 1)
     return run
 
 
-def run_plain(model, raw):
-    """xyz uint8 volume in, (n_lab, x, y, z) float32 out, like predictDense."""
+def run_plain(model, raw, device=torch.device('cpu'), memory_format=torch.channels_last_3d):
+    """xyz uint8 volume in, (n_lab, x, y, z) float32 out, like predictDense (both on the host)."""
     x = torch.from_numpy(np.ascontiguousarray(raw.transpose(0, 3, 1, 2), dtype=np.float32) / 255)
     with torch.no_grad():
-        out = model(x[None].contiguous(memory_format=torch.channels_last_3d))[0]
-    return out.permute(0, 2, 3, 1).contiguous().numpy()
+        out = model(x[None].to(device).contiguous(memory_format=memory_format))[0]
+    return out.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 def timed(fn):
@@ -147,24 +159,39 @@ def main():
     parser.add_argument('--quick', action='store_true', help='a small volume, to check the script')
     parser.add_argument('--skip-large-patch', action='store_true')
     parser.add_argument('--skip-fragments', action='store_true')
+    parser.add_argument('--skip-stitch', action='store_true',
+                        help='leave out both shift-and-stitch paths (slow; meant for --device cuda)')
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu',
+                        help='where every path runs (cuda: GPU 0; the volume still comes from host memory)')
+    parser.add_argument('--volume', type=_zxy, default=None, metavar='Z,X,Y',
+                        help='volume shape (default (64, 256, 256) on the CPU, (64, 512, 512) on cuda)')
     args = parser.parse_args()
+    device = select_device(args.device, parser)
+    cuda = device.type == 'cuda'
     torch.set_num_threads(args.threads)
-    zxy = (16, 128, 128) if args.quick else (64, 256, 256)
+    zxy = args.volume or ((16, 128, 128) if args.quick else (64, 512, 512) if cuda else (64, 256, 256))
     rng = np.random.RandomState(0)
     raw = rng.randint(0, 256, (1, zxy[1], zxy[2], zxy[0])).astype(np.uint8)  # (ch, x, y, z)
 
     stitched_net = build(TRAINING_INPUT, mfp=False)
     weights = [layer.param_arrays() for layer in stitched_net.layers]
     mfp_net = build(zxy, mfp=True, weights=weights)
-    reference = plain_dilated(weights)
     # The fast paths run in interleaved rounds so that a busy spell on a shared machine hits all
     # of them alike; the slow stitching paths run once.
-    fast = [('mfp', lambda: mfp_net.predictDense(raw)), ('plain_dilated', lambda: run_plain(reference, raw))]
+    fast = [('mfp', lambda: mfp_net.predictDense(raw))]
+    if cuda:  # channels-last need not be the faster layout there: both run, the faster one counts
+        plain_formats = {'default': torch.contiguous_format, 'channels_last': torch.channels_last_3d}
+        for k, f in plain_formats.items():
+            model = plain_dilated(weights, device, f)
+            fast.append(('plain_dilated_' + k, lambda m=model, f=f: run_plain(m, raw, device, f)))
+    else:
+        reference = plain_dilated(weights)
+        fast.append(('plain_dilated', lambda: run_plain(reference, raw)))
     if not args.skip_fragments:
-        fragments = plain_fragments(weights)
+        fragments = plain_fragments(weights, device)
         fast.append(('plain_fragments', lambda: fragments(raw)))
-    slow = [('shift_and_stitch', lambda: stitched_net.predictDense(raw))]
-    if not args.skip_large_patch:
+    slow = [] if args.skip_stitch else [('shift_and_stitch', lambda: stitched_net.predictDense(raw))]
+    if not (args.skip_large_patch or args.skip_stitch):
         large_net = build((zxy[0], zxy[1] - 1, zxy[2] - 1), mfp=False, weights=weights)
         slow.append(('shift_and_stitch_large_patch', lambda: large_net.predictDense(raw)))
 
@@ -180,19 +207,42 @@ def main():
         wall[name], cpu[name], outputs[name] = timed(fn)
     common = dict(volume_zxy=list(zxy), threads=args.threads, rounds=args.rounds,
                   loadavg_1min=[round(load_before, 2), round(os.getloadavg()[0], 2)])
+    names = [name for name, _ in fast + slow]
+    if cuda:
+        common.update(device='cuda', gpu=torch.cuda.get_device_name(device),
+                      cudnn_allow_tf32=torch.backends.cudnn.allow_tf32, torch=torch.__version__)
+        plain_format = min(plain_formats, key=lambda k: wall['plain_dilated_' + k])
+        for d in (wall, cpu, outputs):
+            d['plain_dilated'] = d['plain_dilated_' + plain_format]
+        names.append('plain_dilated')
     speed, cpu_speed = {}, {}
-    for name, _ in fast + slow:
+    for name in names:
         speed[name] = outputs[name][0].size / wall[name]
         cpu_speed[name] = outputs[name][0].size / cpu[name]
         print(json.dumps(dict(figure='voxels_per_s_' + name, value=round(speed[name]), seconds=round(wall[name], 3),
-                              cpu_seconds=round(cpu[name], 3), output_shape=list(outputs[name].shape), **common)))
+                              cpu_seconds=round(cpu[name], 3), output_shape=list(outputs[name].shape), **common,
+                              **(dict(plain_format=plain_format) if cuda and name == 'plain_dilated' else {}))))
     for other, target in (('shift_and_stitch', 3.0), ('plain_dilated', 0.95)):
+        if other not in speed:
+            continue
         print(json.dumps(dict(figure='mfp_over_' + other, value=round(speed['mfp'] / speed[other], 3),
                               value_by_cpu_time=round(cpu_speed['mfp'] / cpu_speed[other], 3), target=target,
-                              **common)))
+                              **common, **(dict(plain_format=plain_format) if cuda and other == 'plain_dilated'
+                                           else {}))))
     diff = max(float(np.abs(out - outputs['mfp'][tuple(slice(0, s) for s in out.shape)]).max())
                for out in outputs.values())
     print(json.dumps(dict(figure='max_abs_difference_between_paths', value=diff, **common)))
+
+
+def _zxy(text):
+    """``'64,512,512'`` -> ``(64, 512, 512)``, for ``--volume``."""
+    try:
+        zxy = tuple(int(v) for v in text.split(','))
+    except ValueError:
+        zxy = ()
+    if len(zxy) != 3 or min(zxy) < 1:
+        raise argparse.ArgumentTypeError('expected three positive integers Z,X,Y, got %r' % (text,))
+    return zxy
 
 
 if __name__ == '__main__':
