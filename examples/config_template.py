@@ -153,6 +153,10 @@ optimizer = 'SGD'
 LR_decay = 0.993
 # (*) List of (step, learning rate): set the LR at these steps (independent of the decay), or None.
 LR_schedule = None
+# Distributed training (torchrun): multiply the learning rates (and LR_schedule) by the number of
+# processes (linear scaling rule: the global batch is batch_size times the number of processes). No
+# effect in a single process.
+lr_scale_with_world_size = False
 
 ### Optimiser hyper-parameters ###
 # (*) SGD: initial learning rate and momentum.

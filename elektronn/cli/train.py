@@ -2,9 +2,11 @@
 
 Usage::
 
-    elektronn-train <config> [--gpu {auto|false|<int>}] [--resume]
+    elektronn-train <config> [--gpu {auto|false|<int>|<int>,<int>,...|all}] [--resume]
+    torchrun --nproc_per_node=N -m elektronn.train <config> [--gpu ...] [--resume]
 
-The run's files go to the config's ``save_path``; see ``elektronn-train --help``.
+The run's files go to the config's ``save_path``; see ``elektronn-train --help``. Under torchrun
+every process trains a replica (see :mod:`elektronn.training.distributed`); rank 0 prints and writes.
 """
 import argparse
 import importlib.resources
@@ -31,6 +33,16 @@ during training:
   Without a terminal (nohup, batch jobs, CI) ctrl+c and SIGTERM save <save_name>-LAST.param and
   the resume state and exit; continue later with --resume.
 
+distributed training (one process per GPU, or gloo on the CPU with --gpu=false):
+  elektronn-train CONFIG --gpu=0,1     (or --gpu=all: starts torchrun with one process per GPU)
+  torchrun --nproc_per_node=2 -m elektronn.train CONFIG [--gpu=auto]
+  Each process draws batch_size examples (the global batch is batch_size x processes) and
+  DistributedDataParallel averages the gradients; the LR is multiplied by the number of processes
+  only with lr_scale_with_world_size = True. Rank 0 prints and writes the save directory. There is
+  no console: ctrl+c or SIGTERM on any process saves (once) and stops all. --resume restores every
+  rank's random state (with another number of processes: a note says what starts afresh). CG and
+  LBFGS are refused (use SGD, Adam or RPROP).
+
 examples:
   elektronn-train MNIST_CNN_warp_config.py          (a bare name is looked up in the examples)
   elektronn-train ~/configs/neuro_3d.py --gpu=auto
@@ -38,10 +50,36 @@ examples:
 """
 
 
+def _gpu_list(text):
+    """The GPUs of ``--gpu=0,1`` (a list of indices) or ``--gpu=all`` (``'all'``): distributed training
+    with one process per GPU; ``None`` for a single device.
+
+    Raises:
+        ValueError: a malformed list or a GPU named twice.
+    """
+    if text is None:
+        return None
+    value = str(text).strip().lower()
+    if value == 'all':
+        return 'all'
+    if ',' not in value:
+        return None
+    parts = [p.strip() for p in value.split(',')]
+    if not all(p.isdigit() for p in parts):
+        raise ValueError('--gpu: a list of GPU indices such as 0,1 (one training process each), got %r' % (text,))
+    gpus = [int(p) for p in parts]
+    for g in gpus:
+        if gpus.count(g) > 1:
+            raise ValueError('--gpu: GPU %i is named twice in %r; name each GPU once (one process per GPU)'
+                             % (g, text))
+    return gpus
+
+
 def _gpu_value(text):
     from elektronn.net.device import parse_gpu
     try:
-        parse_gpu(text)
+        if _gpu_list(text) is None:
+            parse_gpu(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
     return text
@@ -54,9 +92,11 @@ def _parser():
     p.add_argument('config', help='config file; a bare file name that does not exist here is looked up in the '
                                   "package's examples (e.g. MNIST_CNN_warp_config.py); with --resume also a save "
                                   'directory')
-    p.add_argument('--gpu', type=_gpu_value, default=None, metavar='{auto|false|<int>}',
+    p.add_argument('--gpu', type=_gpu_value, default=None, metavar='{auto|false|<int>|<int>,<int>,...|all}',
                    help="device: 'auto' picks a GPU no other process uses (or the CPU when there is none), "
-                        "'false' the CPU, an integer that GPU; default: the config's 'device' (False = CPU)")
+                        "'false' the CPU, an integer that GPU; a list such as 0,1 or 'all' trains with one process "
+                        "per GPU (distributed data parallel, through torchrun); default: the config's 'device' "
+                        "(False = CPU). Under torchrun every process uses the GPU of its LOCAL_RANK")
     p.add_argument('--resume', action='store_true',
                    help='continue the run in the existing save directory from its last saved state (parameters, '
                         'optimiser state, step, learning rate, schedule position, histories, random state); '
@@ -114,6 +154,9 @@ def _backup_resumed_config(config):
 def main(argv=None):
     """Run ``elektronn-train``; returns the exit status."""
     args = _parser().parse_args(argv)
+    gpus = _gpu_list(args.gpu)
+    if gpus is not None:
+        return _launch(args, gpus)
     import matplotlib
     matplotlib.use('Agg')
     from elektronn.training import runlog
@@ -127,47 +170,163 @@ def main(argv=None):
         tee.stop()
 
 
+def _launch(args, gpus):
+    """``--gpu=0,1`` / ``--gpu=all``: run this command under torchrun with one process per GPU (their
+    ``CUDA_VISIBLE_DEVICES`` lists just those, so every rank takes ``cuda:LOCAL_RANK``); the exit status."""
+    import subprocess
+    import torch
+    if os.environ.get('WORLD_SIZE') is not None:
+        print('elektronn-train: error: --gpu=%s starts its own processes; under torchrun give --gpu=auto (every '
+              'process takes the GPU of its LOCAL_RANK)' % args.gpu, file=sys.stderr)
+        return 2
+    n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus == 'all':
+        gpus = list(range(n_cuda))
+    if not gpus or max(gpus) >= n_cuda:
+        print('elektronn-train: error: --gpu=%s: this machine has %i CUDA device(s)%s' % (
+            args.gpu, n_cuda, '' if n_cuda else ' (PyTorch %s); --gpu=false trains on the CPU' % torch.__version__),
+            file=sys.stderr)
+        return 2
+    visible = os.environ.get('CUDA_VISIBLE_DEVICES')
+    entries = [e.strip() for e in visible.split(',')] if visible else [str(g) for g in range(n_cuda)]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES=','.join(entries[g] for g in gpus))
+    command = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=%i' % len(gpus),
+               '-m', 'elektronn.train', args.config, '--gpu=0'] + (['--resume'] if args.resume else [])
+    print('Training with %i processes on GPUs %s (CUDA_VISIBLE_DEVICES=%s): %s'
+          % (len(gpus), ','.join(map(str, gpus)), env['CUDA_VISIBLE_DEVICES'], ' '.join(command)))
+    proc = subprocess.Popen(command, env=env)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue  # ctrl+c reaches the training processes too: they save and stop together
+
+
 def _train(args, tee):
+    from elektronn.training import distributed
+    try:
+        ctx = distributed.from_environment()
+    except ValueError as e:
+        print('elektronn-train: error: %s' % e, file=sys.stderr)
+        return 2
+    if ctx.world_size == 1:
+        return _train_one(args, tee, ctx)[0]
+    together = False
+    saved = sys.stdout
+    devnull = None
+    if not ctx.is_main:
+        tee.stop()  # rank 0 alone prints and logs; errors still reach stderr
+        devnull = sys.stdout = open(os.devnull, 'w')
+        tee = None
+    try:
+        status, together = _train_one(args, tee, ctx)
+        return status
+    finally:
+        # after an error on this rank alone the others never come to say goodbye
+        distributed.shutdown(wait=together)
+        if devnull is not None:
+            sys.stdout = saved
+            devnull.close()
+
+
+def _train_one(args, tee, ctx):
+    """Read the config, (under torchrun) join the process group, train.
+
+    Returns:
+        ``(exit status, whether every rank ended the same way)``.
+    """
+    from elektronn.training import distributed
     from elektronn.training.config import ConfigError
     try:
         if args.resume:
             config_file, save_dir = _resume_config(os.path.expanduser(args.config))
         else:
             config_file, save_dir = find_config(args.config), None
-        config = _make_config(config_file, args, save_dir)
+        config = _make_config(config_file, args, save_dir, distributed=ctx.world_size > 1)
     except (ConfigError, FileNotFoundError) as e:
         print('elektronn-train: error: %s' % e, file=sys.stderr)
-        return 2
-    tee.attach(os.path.join(config.save_path, config.save_name + '.log'))
-    os.chdir(config.save_path)  # the run works inside its save directory, as the original did
+        return 2, False
+    try:
+        distributed.check_optimizer(config.optimizer, ctx)
+    except ValueError as e:
+        print("elektronn-train: error: %s: parameter 'optimizer': %s" % (config.config_file, e), file=sys.stderr)
+        return 2, False
+    if ctx.world_size > 1:
+        error = _start_distributed(args, config)
+        if error is not None:
+            print('elektronn-train: error: %s' % error, file=sys.stderr)
+            return 2, True
+    return _run(args, tee, config)
 
+
+def _start_distributed(args, config):
+    """Join torchrun's process group (NCCL on ``cuda:LOCAL_RANK`` when the run asks for a GPU, else
+    gloo), select the device; rank 0 makes the save directory. Returns an error message or ``None``
+    (the same on every rank)."""
+    import torch
+    from elektronn.net.device import initGPU, parse_gpu
+    from elektronn.training import distributed
+    from elektronn.training.config import ConfigError
+    choice = parse_gpu(config.device if args.gpu is None else args.gpu)
+    cuda = choice != 'cpu' and (choice != 'auto' or torch.cuda.is_available())
+    ctx = distributed.setup(cuda=cuda)
+    initGPU(ctx.device)
+    error = None
+    if ctx.is_main and not args.resume:
+        try:
+            config.backupScripts(os.path.abspath(__file__))
+        except (ConfigError, OSError) as e:
+            error = str(e)
+    return ctx.broadcast(error)
+
+
+def _run(args, tee, config):
+    """Train as configured (``tee``: the output copy to attach the log to, or ``None``).
+
+    Returns:
+        ``(exit status, whether every rank ended the same way)`` (see :func:`_train_one`).
+    """
+    if tee is not None:
+        tee.attach(os.path.join(config.save_path, config.save_name + '.log'))
+    os.chdir(config.save_path)  # the run works inside its save directory, as the original did
+    from elektronn.training.config import ConfigError
     from elektronn.training.trainer import Trainer
     from elektronn.training.workers import WorkerError
     trainer = Trainer(config)
+    main = trainer.dist.is_main
     try:
         trainer.loadData()
-        trainer.debugGetCNNBatch()
+        if main:
+            trainer.debugGetCNNBatch()
         trainer.createNet()
         if args.resume:
             try:
                 trainer.resume()
             except (FileNotFoundError, ValueError) as e:
                 print('elektronn-train: error: --resume: %s' % e, file=sys.stderr)
-                return 2
-            _backup_resumed_config(config)
+                return 2, False
+            if main:
+                _backup_resumed_config(config)
         outcome = trainer.run()
     except (ConfigError, WorkerError) as e:
         print('elektronn-train: error: %s' % e, file=sys.stderr)
-        return 1
-    return 1 if outcome == 'diverged' else 0
+        return 1, False
+    return 1 if outcome == 'diverged' else 0, True  # under DDP the ranks agree on how the run ends
 
 
-def _make_config(config_file, args, save_dir):
+def _make_config(config_file, args, save_dir, distributed=False):
+    """The run's Config. ``distributed``: neither the save directory nor the device yet (see
+    :func:`_start_distributed`), so that every rank reads the config alike first."""
     from elektronn.training.config import Config, ConfigError
     this_file = os.path.abspath(__file__)
-    if not args.resume:
+    if distributed:
+        config = Config(config_file, args.gpu, this_file, use_existing_dir=True, init_device=False)
+    elif not args.resume:
         return Config(config_file, args.gpu, this_file)
-    config = Config(config_file, args.gpu, this_file, use_existing_dir=True)
+    else:
+        config = Config(config_file, args.gpu, this_file, use_existing_dir=True)
+    if not args.resume:
+        return config
     if save_dir is not None:
         config.save_path = save_dir  # the directory may have moved since the run started
     if not os.path.isdir(config.save_path):

@@ -219,6 +219,9 @@ class MixedConvNN(nn.Module):
         self._target = None
         self._optimizers = {}
         self.memory_format = torch.contiguous_format
+        # DistributedDataParallel wrapper for training forward passes (set by
+        # elektronn.training.distributed.replicate; kept out of the submodules)
+        self._ddp = None
 
         # The original's shared scalars: live hyper-parameters read by the optimisers at every step.
         self.SGD_LR = SharedScalar(0.09, 'SGD_LR')
@@ -818,9 +821,13 @@ class MixedConvNN(nn.Module):
             x = x.permute(0, 2, 1, 3, 4)
         return self._run(x)[1]
 
-    def _objective(self, x, y, aux):
-        """``(loss, loss_instance, lin, out)`` for a batch in PyTorch layout."""
-        lin, out = self._run(x)
+    def _objective(self, x, y, aux, replicated=False):
+        """``(loss, loss_instance, lin, out)`` for a batch in PyTorch layout.
+
+        With ``replicated`` (a forward pass that a backward pass follows) the output comes through the
+        DistributedDataParallel wrapper, if any, whose backward pass all-reduces the gradients.
+        """
+        lin, out = self._run(x) if not replicated or self._ddp is None else self._ddp(x)
         loss, instance = self._target.loss(lin, out, y, aux)
         return loss, instance, lin, out
 
@@ -986,7 +993,7 @@ class MixedConvNN(nn.Module):
                 with torch.no_grad():
                     loss, instance, _, _ = self._objective(x, y, aux)
                 return loss, instance
-            loss, instance, _, _ = self._objective(x, y, aux)
+            loss, instance, _, _ = self._objective(x, y, aux, replicated=True)
             loss.backward()
             return loss.detach(), instance.detach()
 

@@ -472,6 +472,9 @@ MASTER_PARAMS = (
        _number(0, low_open=True)),
     _p('LR_schedule', None, _S_OPT, '*', 'List of (step, learning rate): set the LR at these steps (independent '
        'of the decay), or None.', _lr_schedule),
+    _p('lr_scale_with_world_size', False, _S_OPT, '', 'Distributed training (torchrun): multiply the learning '
+       'rates (and LR_schedule) by the number of processes (linear scaling rule: the global batch is batch_size '
+       'times the number of processes). No effect in a single process.', _bool),
 
     _p('SGD_params', dict(LR=0.001, momentum=0.9), _S_HYPER, '*', 'SGD: initial learning rate and momentum.',
        _settings(('LR', 'momentum'))),

@@ -33,6 +33,8 @@ import traceback
 
 import numpy as np
 
+from elektronn.training import distributed
+
 __all__ = ['Console', 'COMMANDS', 'menu_text']
 
 COMMANDS = ('q', 'abort', 'kill', 'save', 'load', 'sf', 'smooth', 'sethist', 'setlr', 'setmom', 'params', 'help',
@@ -204,6 +206,11 @@ class Console:
         from elektronn.net.optimizers import OPTIMIZERS
         if name not in OPTIMIZERS:
             print('Optimiser %s is not available in this version (available: %s)' % (name, ', '.join(OPTIMIZERS)))
+            return
+        try:
+            distributed.check_optimizer(name, self.trainer.dist)
+        except ValueError as e:
+            print('Optimiser not changed: %s' % e)
             return
         self.trainer.config.optimizer = name
         print('Changing Training mode to %s (compiled at the next step)' % name)

@@ -42,11 +42,11 @@ import traceback
 import numpy as np
 import torch
 
-from elektronn.training import plotting, previews, runlog
+from elektronn.training import distributed, plotting, previews, runlog
 from elektronn.training.config import ConfigError, suggest_name
 from elektronn.training.console import Console
 from elektronn.training.netcreation import createNet
-from elektronn.training.workers import AttributeWatcher, BackgroundWorkers, _fingerprint
+from elektronn.training.workers import AttributeWatcher, BackgroundWorkers, _fingerprint, reseed
 from elektronn.utils import atomic_path, pprinttime
 
 __all__ = ['Trainer', 'STATE_FORMAT']
@@ -58,6 +58,10 @@ STATE_VERSION = 1
 _LOOP_DEFAULTS = dict(step=0, t_passed=0.0, nll_ema=0.65, t_pt=2.0, t_pi=2.0, last_save_t=0.0, save_time=None,
                       last_prev_t=None, prev_number=None, schedule_pos=0, nll=0.0, train_nll=0.0, valid_nll=0.0,
                       train_error=0.0, valid_error=0.0, nll_gain=0.0, batch_char=0.0)
+
+
+#: Why the loop stops, in the order of precedence when ranks disagree (see ``Trainer._agree``).
+_REASONS = (None, 'console', 'diverged', 'terminate')
 
 
 class _Terminated(BaseException):
@@ -139,8 +143,18 @@ class Trainer:
         config, data, cnn: The configuration, the data object and the network.
         history, timeline, errors, CG_timeline: Histories (see :mod:`elektronn.training.plotting`).
         state: Loop variables (``state.step`` is the next update step).
-        interactive: Whether ctrl+c opens the console (``None``: when stdin is a terminal).
+        interactive: Whether ctrl+c opens the console (``None``: when stdin is a terminal; under
+            distributed training only ``True`` on rank 0 opens it).
         console: The :class:`~elektronn.training.console.Console`.
+        dist: The :class:`~elektronn.training.distributed.DistContext` (under torchrun: rank, world
+            size; rank 0 alone writes the save directory).
+
+    Under torchrun (see :mod:`elektronn.training.distributed`) every process runs a Trainer on its
+    own batches of ``batch_size``; the ranks agree at every step on whether to stop (ctrl+c, SIGTERM
+    or a NaN loss on any rank, ``max_runtime`` on any rank); ctrl+c saves and stops unless rank 0's
+    ``interactive`` is ``True`` (then rank 0 opens the console and every rank takes over its
+    changes); rank 0 alone writes; the history step's train/valid estimates are means over the
+    ranks; the resume state holds every rank's random states.
     """
 
     def __init__(self, config=None):
@@ -163,6 +177,10 @@ class Trainer:
         self.workers = None
         self._interrupt = None
         self._ahead = None  # the next step's batch, staged during the current step (see _take_batch)
+        self.dist = distributed.context()
+        self._agreed, self._agreed_timeout = None, False  # what all ranks agreed on (see _agree)
+        self._lr_scale = 1
+        self._rank_seeded = False
 
     @property
     def save_path(self):
@@ -400,7 +418,9 @@ class Trainer:
     # Saving and resuming
     # ------------------------------------------------------------------------------------------------
     def saveHistories(self):
-        """Write the history arrays (``Backup/*.npy``) and ``<save_name>.history.csv``."""
+        """Write the history arrays (``Backup/*.npy``) and ``<save_name>.history.csv`` (rank 0 only)."""
+        if not self.dist.is_main:
+            return
         plotting.saveHist(self.timeline, self.history, self.CG_timeline, self.errors, self.config.save_name,
                           self.save_path)
         runlog.write_history_csv(self._file('.history.csv'), self.history, self.errors)
@@ -416,9 +436,10 @@ class Trainer:
                 lrs[mode] = float(lr)
         return lrs
 
-    def saveState(self, params, path=None):
+    def saveState(self, params, path=None, ranks=None):
         """Write everything ``resume`` needs besides the parameter file ``params`` (HDF5, atomically):
-        optimiser states, loop variables, learning rates, schedule position, histories and RNG states."""
+        optimiser states, loop variables, learning rates, schedule position, histories and RNG states
+        (``ranks``: under DDP every rank's, from :meth:`_gatherRandomStates`)."""
         import h5py
         path = path or self._file('-LAST.state.h5')
         data_rng = getattr(self.data, 'rng', None)
@@ -437,6 +458,8 @@ class Trainer:
                 f.attrs['format'] = STATE_FORMAT
                 f.attrs['format_version'] = STATE_VERSION
                 f.attrs['info'] = json.dumps(info, default=_json_default)
+                if ranks is not None:
+                    f.attrs['ranks'] = json.dumps(ranks, default=_json_default)
                 for name, rows in (('history', self.history), ('timeline', self.timeline), ('errors', self.errors),
                                    ('CG_timeline', self.CG_timeline)):
                     f.create_dataset(name, data=np.asarray(rows, dtype=np.float64))
@@ -478,6 +501,7 @@ class Trainer:
                 raise ValueError('%s was written by a newer ELEKTRONN (state version %s)'
                                  % (path, f.attrs.get('format_version')))
             info = json.loads(f.attrs['info'])
+            ranks = json.loads(f.attrs['ranks']) if 'ranks' in f.attrs else None  # DDP runs only
             arrays = {name: np.asarray(f[name]) for name in ('history', 'timeline', 'errors', 'CG_timeline')}
             torch_rng = np.asarray(f['torch_rng'])
             cuda_rng = np.asarray(f['cuda_rng']) if 'cuda_rng' in f else None  # older states: none
@@ -515,6 +539,8 @@ class Trainer:
         if info['data_rng'] is not None and isinstance(getattr(self.data, 'rng', None), np.random.Generator):
             self.data.rng.bit_generator.state = info['data_rng']
         self.seed_seq = np.random.SeedSequence(info['seed_entropy'], n_children_spawned=info['seeds_spawned'])
+        if ranks is not None or self.dist.active:
+            self._restoreRandomStates(ranks)
         print('Resuming %s at step %i (%s of training, LR %s)' % (self.config.save_name, self.state.step,
                                                                     pprinttime(self.state.t_passed), info['lrs']))
 
@@ -554,13 +580,27 @@ class Trainer:
 
     def _on_sigint(self, signum, frame):
         if self._interrupt is not None:
+            if self.dist.active:
+                return  # an exception would leave the other ranks waiting in a collective
             raise KeyboardInterrupt  # a second ctrl+c does not wait for the step to finish
         self._interrupt = 'console'
 
     def _on_sigterm(self, signum, frame):
         if self._interrupt == 'terminate':
+            if self.dist.active:
+                return
             raise _Terminated()
         self._interrupt = 'terminate'
+
+    def _agree(self, out_of_time):
+        """Distributed training: let all ranks agree on the interrupt (the most severe one of any rank,
+        see :data:`_REASONS`) and on the time-out (any rank's), so that they stop at the same step."""
+        reason, timeout = self.dist.all_reduce_max([_REASONS.index(self._interrupt), bool(out_of_time)])
+        self._agreed, self._agreed_timeout = _REASONS[reason], bool(timeout)
+
+    def _pending(self):
+        """The interrupt the loop acts on now: this process's, or under DDP the agreed one."""
+        return self._agreed if self.dist.active else self._interrupt
 
     def _install_signals(self):
         if threading.current_thread() is not threading.main_thread():
@@ -616,6 +656,9 @@ class Trainer:
         st.nll = float(nll)
         if not np.isfinite(nll):
             self._interrupt = 'diverged'
+        if self.dist.active:
+            self._agree(st.t_passed + t_per_it > c.max_runtime)  # before the history step's collectives
+        if self._pending() == 'diverged':
             return
         st.nll_ema = 0.995 * st.nll_ema + 0.005 * st.nll
         st.t_pt = 0.8 * st.t_pt + 0.2 * t_per_train
@@ -626,9 +669,10 @@ class Trainer:
 
         if (st.t_passed - st.last_save_t) / 3600.0 > c.param_save_h:
             st.last_save_t = st.t_passed
-            cnn.saveParameters(self._file('-%sh.param' % round(st.save_time, 6)), show=False)
+            if self.dist.is_main:
+                cnn.saveParameters(self._file('-%sh.param' % round(st.save_time, 6)), show=False)
             st.save_time += c.param_save_h
-        if self.preview_data is not None and self._preview_due():
+        if self.preview_data is not None and self.dist.is_main and self._preview_due():
             st.last_prev_t = st.t_passed
             c.preview_kwargs['number'] = round(st.prev_number, 6)
             st.prev_number += c.prev_save_h
@@ -640,7 +684,7 @@ class Trainer:
 
         schedule = c.LR_schedule or []
         while st.schedule_pos < len(schedule) and schedule[st.schedule_pos][0] <= i:
-            cnn.setLR(schedule[st.schedule_pos][1], mode=c.optimizer)
+            cnn.setLR(schedule[st.schedule_pos][1] * self._lr_scale, mode=c.optimizer)
             st.schedule_pos += 1
         if i > 0 and i % 1000 == 0:
             lr = self._current_lr()
@@ -666,13 +710,16 @@ class Trainer:
         st.nll_gain = float(nll_after) - st.nll
         st.train_nll, st.train_error = self.testModel('train')
         st.valid_nll, st.valid_error = self.testModel('valid')
+        if self.dist.active:  # estimates on every rank's examples, not on rank 0's alone
+            st.train_nll, st.train_error, st.valid_nll, st.valid_error = self.dist.all_reduce_mean(
+                [st.train_nll, st.train_error, st.valid_nll, st.valid_error])
         if c.target != 'regression':
             st.train_error *= 100
             st.valid_error *= 100
         self.errors.append([i, st.t_passed, st.train_error, st.valid_error])
         self.history.append([i, st.t_passed, st.nll_ema, st.nll, st.train_nll, st.valid_nll, st.nll_gain,
                              np.nan if lr is None else lr])
-        if c.target == 'malis' and hasattr(self, 'malisPreviewSlice'):
+        if c.target == 'malis' and hasattr(self, 'malisPreviewSlice') and self.dist.is_main:
             self.malisPreviewSlice(self.last_batch, name=i)
         self._saveLast()
         if plotter is not None and i > 30:
@@ -680,9 +727,51 @@ class Trainer:
         if c.print_status:
             print(self._status())
 
+    def _gatherRandomStates(self):
+        """DDP: every rank's random states (torch, CUDA, NumPy, Python, the data's generator, the seed
+        sequence), gathered on rank 0 for the resume state (``None`` elsewhere and in a single process)."""
+        if not self.dist.active:
+            return None
+        data_rng = getattr(self.data, 'rng', None)
+        np_state = np.random.get_state()
+        mine = dict(torch=torch.get_rng_state().numpy(), cuda=_cuda_rng_states(), python=random.getstate(),
+                    numpy=[np_state[0], np_state[1], int(np_state[2]), int(np_state[3]), float(np_state[4])],
+                    data=data_rng.bit_generator.state if isinstance(data_rng, np.random.Generator) else None,
+                    seed=[self.seed_seq.entropy, list(self.seed_seq.spawn_key), self.seed_seq.n_children_spawned])
+        return self.dist.gather(mine)
+
+    def _restoreRandomStates(self, ranks):
+        """Resume: this rank's random states from the state's per-rank list (``None``: a single-process
+        run), with a note where they cannot be restored exactly (another number of processes)."""
+        n_saved, world = (len(ranks) if ranks is not None else 1), self.dist.world_size
+        if n_saved != world:
+            print('Note: the run was trained by %i process(es) and is resumed by %i: %s' % (n_saved, world, (
+                "every rank starts its data and worker random streams afresh from the run's seed" if world > 1
+                else "rank 0's random states are restored, the other ranks' examples are not drawn")))
+            return
+        if world == 1:
+            return
+        state = ranks[self.dist.rank]
+        torch.set_rng_state(torch.from_numpy(np.asarray(state['torch'], dtype=np.uint8)))
+        if state['cuda'] is not None:
+            _restore_cuda_rng(np.asarray(state['cuda'], dtype=np.uint8))
+        name, key, pos, has_gauss, gauss = state['numpy']
+        np.random.set_state((name, np.asarray(key, dtype=np.uint32), pos, has_gauss, gauss))
+        version, internal, gauss_next = state['python']
+        random.setstate((version, tuple(internal), gauss_next))
+        if state['data'] is not None and isinstance(getattr(self.data, 'rng', None), np.random.Generator):
+            self.data.rng.bit_generator.state = state['data']
+        entropy, spawn_key, spawned = state['seed']
+        self.seed_seq = np.random.SeedSequence(entropy, spawn_key=tuple(spawn_key), n_children_spawned=spawned)
+        self._rank_seeded = True  # _setupDistributed must not reseed
+        print('Restored the random states of all %i ranks' % world)
+
     def _saveLast(self):
+        ranks = self._gatherRandomStates()
+        if not self.dist.is_main:
+            return
         self.cnn.saveParameters(self._file('-LAST.param'), show=False)
-        self.saveState(self._file('-LAST.param'))
+        self.saveState(self._file('-LAST.param'), ranks=ranks)
         self.saveHistories()
 
     def _namespace(self):
@@ -692,8 +781,17 @@ class Trainer:
                     workers=self.workers, bg_worker=self.workers)
 
     def _handleInterrupt(self):
-        """Act on ctrl+c, SIGTERM or divergence; returns 'continue', 'abort', 'kill', 'stop' or 'diverged'."""
+        """Act on ctrl+c, SIGTERM or divergence; returns 'continue', 'abort', 'kill', 'stop' or 'diverged'.
+
+        Under DDP rank 0 owns the console, only where asked for with ``interactive = True`` (torchrun
+        ends its processes soon after a ctrl+c in the terminal, which would kill a waiting console
+        without a save), and the other ranks take over what it leaves behind (see
+        :meth:`_shareConsole`); divergence stops every rank.
+        """
         reason, interactive = self._interrupt, self._is_interactive()
+        if self.dist.active:
+            reason = self._agreed
+            interactive = reason == 'console' and self.dist.broadcast(self.interactive is True)
         if reason == 'terminate':
             print('\nSIGTERM received: saving and stopping')
             return 'stop'
@@ -704,10 +802,14 @@ class Trainer:
             if not interactive:
                 return 'diverged'
         elif not interactive:
-            print('\nInterrupted (stdin is not a terminal, so no console): saving and stopping')
+            print('\nInterrupted (%s, so no console): saving and stopping'
+                  % ('distributed training' if self.dist.active else 'stdin is not a terminal'))
             return 'stop'
+        if not self.dist.is_main:
+            return self._followConsole()
         watcher = AttributeWatcher(self.data)
         kwargs_before = _fingerprint(self.get_batch_kwargs)
+        optimizer_before = self.config.optimizer
         previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
         if previous is not None:
             signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -719,27 +821,118 @@ class Trainer:
             self._interrupt = None
         # A batch staged before the console may no longer fit the data settings or the network's device.
         self._ahead = None
-        if self.workers is not None and action == 'q':
+        changed, kwargs_changed = {}, False
+        if action == 'q':
             changed = watcher.changes()
             kwargs_changed = _fingerprint(self.get_batch_kwargs) != kwargs_before
-            sent = self.workers.update(changed, self.get_batch_kwargs if kwargs_changed else None)
-            if sent or kwargs_changed:
-                print('Forwarded to the background workers: %s'
-                      % ', '.join(['data.%s' % n for n in sent] + (['batch kwargs'] if kwargs_changed else [])))
-        return 'continue' if action == 'q' else action
+            self._forwardToWorkers(changed, kwargs_changed)
+        action = 'continue' if action == 'q' else action
+        if self.dist.active:
+            self._shareConsole(action, changed, kwargs_changed, optimizer_before)
+        return action
+
+    def _forwardToWorkers(self, changed, kwargs_changed):
+        """Send changed data attributes and batch kwargs (console) to the background workers."""
+        if self.workers is None:
+            return
+        sent = self.workers.update(changed, self.get_batch_kwargs if kwargs_changed else None)
+        if sent or kwargs_changed:
+            print('Forwarded to the background workers: %s'
+                  % ', '.join(['data.%s' % n for n in sent] + (['batch kwargs'] if kwargs_changed else [])))
+
+    def _shareConsole(self, action, changed, kwargs_changed, optimizer_before):
+        """DDP, rank 0 after its console: send the action and everything the console may have changed
+        (parameters, optimiser states and settings, LRs, momentum, weight decay, dropout, history_freq,
+        data attributes, batch kwargs) to the other ranks, which apply it in :meth:`_followConsole`."""
+        c, cnn = self.config, self.cnn
+        try:
+            distributed.check_optimizer(c.optimizer, self.dist)
+        except ValueError as e:
+            print('%s; keeping %s' % (e, optimizer_before))
+            c.optimizer = optimizer_before
+        # plain values only: a random generator sent along would make the ranks draw the same batches
+        data = {name: value for name, value in changed.items()
+                if not name.startswith('_') and isinstance(value, (bool, int, float, str, tuple, list, dict,
+                                                                   type(None), np.number, np.bool_))}
+        self.dist.broadcast(dict(
+            action=action, optimizer=c.optimizer, history_freq=int(c.history_freq[0]), lrs=self._lrs(),
+            momentum=float(cnn.SGD_momentum), weight_decay=float(cnn.global_weightdecay),
+            dropout=cnn.getDropoutRates(), data=data, batch_kwargs=dict(self.get_batch_kwargs) if kwargs_changed
+            else None, params=[p.detach().cpu().numpy() for p in cnn.params], optimizer_state=cnn.optimizer_state()))
+
+    def _followConsole(self):
+        """DDP, ranks other than 0: apply what rank 0's console left behind (see :meth:`_shareConsole`);
+        returns its action."""
+        shared = self.dist.broadcast(None)
+        c, cnn = self.config, self.cnn
+        self._interrupt = None  # ctrl+c from a terminal reaches every rank: one console is enough
+        self._ahead = None
+        c.optimizer = shared['optimizer']
+        c.history_freq[0] = shared['history_freq']  # history steps hold collectives: the ranks must agree
+        for mode, lr in shared['lrs'].items():
+            cnn.setLR(lr, mode=mode)
+        cnn.setSGDMomentum(shared['momentum'])
+        cnn.setWeightDecay(shared['weight_decay'])
+        if shared['dropout']:
+            cnn.setDropoutRates(shared['dropout'])
+        with torch.no_grad():
+            for p, value in zip(cnn.params, shared['params']):
+                p.copy_(torch.from_numpy(value))
+        cnn.load_optimizer_state(shared['optimizer_state'])
+        for name, value in shared['data'].items():
+            setattr(self.data, name, value)
+        if shared['batch_kwargs'] is not None:
+            self.get_batch_kwargs.clear()
+            self.get_batch_kwargs.update(shared['batch_kwargs'])
+        self._forwardToWorkers(shared['data'], shared['batch_kwargs'] is not None)
+        return shared['action']
 
     def _finish(self, plotter):
         c = self.config
-        self.cnn.saveParameters(self._file('_end.param'))
-        self.saveState(self._file('_end.param'))
-        self.saveHistories()
+        ranks = self._gatherRandomStates()
+        if self.dist.is_main:
+            self.cnn.saveParameters(self._file('_end.param'))
+            self.saveState(self._file('_end.param'), ranks=ranks)
+            self.saveHistories()
         if plotter is not None:
             plotter.close()
-        if c.plot_on and self.timeline:
+        if c.plot_on and self.timeline and self.dist.is_main:
             plotting.plotInfo(self.timeline, self.history, self.CG_timeline, self.errors, c.save_name,
                               self.save_path, save_history=False)
         print('End of Training')
         print('#' * 60 + '\n' + '#' * 60 + '\n')
+
+    def _setupDistributed(self):
+        """Under torchrun, before the loop: check the optimiser, wrap the network in DDP (once per
+        network), give this rank its own random streams and scale the LR if configured.
+
+        Raises:
+            ConfigError: a line-search optimiser (CG, LBFGS).
+        """
+        ctx, c, cnn = self.dist, self.config, self.cnn
+        try:
+            distributed.check_optimizer(c.optimizer, ctx)
+        except ValueError as e:
+            raise ConfigError('%s: parameter \'optimizer\': %s' % (c.config_file, e)) from None
+        if cnn._ddp is None:
+            distributed.replicate(cnn, ctx)
+            print('Distributed training: %i processes (%s on %s); global batch %i x %i = %i examples per step'
+                  % (ctx.world_size, ctx.backend, ctx.device.type, c.batch_size, ctx.world_size,
+                     c.batch_size * ctx.world_size))
+        if c.lr_scale_with_world_size:
+            self._lr_scale = ctx.world_size
+        if self._rank_seeded:
+            return
+        self._rank_seeded = True
+        # Every rank draws other batches (and its workers other seeds) from rank 0's entropy.
+        self.seed_seq = distributed.rank_seed_sequence(self.seed_seq, ctx)
+        reseed(self.data, int(self.seed_seq.spawn(1)[0].generate_state(1)[0]))
+        if self.state.step == 0 and self._lr_scale != 1:  # a resumed run restores the scaled learning rates
+            for mode in ('SGD', 'Adam'):
+                lr = cnn.getLR(mode)
+                if lr is not None:
+                    cnn.setLR(lr * self._lr_scale, mode=mode)
+                    print('lr_scale_with_world_size: %s LR %g -> %g' % (mode, lr, lr * self._lr_scale))
 
     def run(self):
         """The training loop (see the module docstring); continues from ``state.step``.
@@ -754,17 +947,21 @@ class Trainer:
         if self.cnn is None or self.data is None:
             raise RuntimeError('run: call loadData() and createNet() first')
         tee, own_tee = runlog.active_tee(), False
-        if tee is None:
-            tee, own_tee = runlog.TeeOutput().start(), True
-        tee.attach(self._file('.log'))
+        if self.dist.is_main:  # one log: rank 0's
+            if tee is None:
+                tee, own_tee = runlog.TeeOutput().start(), True
+            tee.attach(self._file('.log'))
         st = self.state
         if st.save_time is None:
             st.save_time = c.param_save_h
         if st.prev_number is None:
             st.prev_number = c.initial_prev_h
+        if self.dist.active:
+            self._setupDistributed()
         old_signals = self._install_signals()
         self._interrupt = None
-        plotter = plotting.Plotter() if c.plot_on else None
+        self._agreed, self._agreed_timeout = None, False
+        plotter = plotting.Plotter() if c.plot_on and self.dist.is_main else None
         outcome = 'finished'
         try:
             if c.background_processes:
@@ -785,7 +982,7 @@ class Trainer:
                 except (KeyboardInterrupt, _Terminated) as e:
                     if self._interrupt is None or isinstance(e, _Terminated):
                         self._interrupt = 'terminate' if isinstance(e, _Terminated) else 'console'
-                if self._interrupt is not None:
+                if self._pending() is not None:
                     action = self._handleInterrupt()
                     self._t0 = time.time()  # console time does not count as training time
                     if action == 'kill':
@@ -805,7 +1002,7 @@ class Trainer:
                     if action == 'abort':
                         print('Timeout or manual Termination')
                         break
-                if st.t_passed > c.max_runtime:
+                if (self._agreed_timeout if self.dist.active else st.t_passed > c.max_runtime):
                     print('Timeout or manual Termination')
                     break
             self._finish(plotter)
@@ -815,7 +1012,7 @@ class Trainer:
             print('Training stopped by an error at step %i:' % st.step)
             traceback.print_exc()
             try:
-                if all(torch.isfinite(p).all() for p in self.cnn.params):
+                if self.dist.is_main and all(torch.isfinite(p).all() for p in self.cnn.params):
                     self.cnn.saveParameters(self._file('_end.param'))
                 self.saveHistories()
             except Exception as e:
