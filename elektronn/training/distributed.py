@@ -25,6 +25,7 @@ the resume state) and refuses line-search optimisers (:func:`check_optimizer`).
 import dataclasses
 import gc
 import os
+import warnings
 import weakref
 
 import numpy as np
@@ -226,6 +227,10 @@ def replicate(cnn, ctx=None):
         raise RuntimeError('replicate: the network is on %s but rank %i trains on %s; move it there first'
                            % (cnn.device, ctx.rank, ctx.device))
     device_ids = [ctx.device.index] if ctx.device.type == 'cuda' else None
+    # Filters with only size-1 spatial axes (1x1x1 output layers) have ambiguous channels-last strides, and
+    # their gradients come out with the other, equivalent ones: DDP then copies these few values into its
+    # bucket each step and warns about it at every step's first backward. Nothing to act on.
+    warnings.filterwarnings('ignore', message='Grad strides do not match bucket view strides')
     wrapper = nn.parallel.DistributedDataParallel(_Replica(cnn), device_ids=device_ids)
     cnn.__dict__['_ddp'] = wrapper  # not a submodule (see MixedConvNN._objective)
     return wrapper
