@@ -18,6 +18,7 @@ file does: ``('cube.zarr', 'raw')`` in a training config, ``vol.zarr:raw`` on th
   open as it is. New Zarr stores are written in format v2 (as NGFF 0.4 requires).
 * Every error is a :class:`VolumeError` naming the file and key and what would fix it.
 """
+import json
 import os
 
 import numpy as np
@@ -178,6 +179,12 @@ class Container:
     def _attrs(self, node):
         raise NotImplementedError
 
+    def _set_attrs(self, node, attrs):
+        raise NotImplementedError
+
+    def _require_group(self, key):
+        raise NotImplementedError
+
     def array_names(self, limit=20):
         """Paths of (up to ``limit``) arrays in the container, for messages."""
         raise NotImplementedError
@@ -224,7 +231,7 @@ class Container:
             vol.image_key, vol.name = key, name
             vol._ome = _ome_transform(self._attrs(node), 0)
             return vol
-        return self._wrap(key, node)
+        return Volume(self, key, node)
 
     def _group_arrays(self, key):
         prefix = (key.strip('/') + '/') if key else ''
@@ -242,7 +249,7 @@ class Container:
             attrs: Attributes (JSON-serialisable values).
             ome_axes: For Zarr: ``[(name, type), ...]`` per axis (types ``'channel'``,
                 ``'space'``, ...) to write an OME-Zarr image (see the module docstring); ignored
-                for HDF5, which gets an ``axes`` attribute instead.
+                for HDF5.
             voxel_size: Physical size per axis (``None``: 1) and ``translation`` (the position of
                 voxel 0) for the OME-Zarr metadata; ``voxel_size`` may also be ``(values, unit)``.
             allocate: HDF5: allocate every chunk now, so that later writes change the chunks'
@@ -271,13 +278,11 @@ class Container:
                                       None if ome_axes is None else [a[0] for a in ome_axes])
             if attrs:
                 self._set_attrs(node, attrs)
-            if ome_axes is not None and self.format == 'hdf5':
-                self._set_attrs(node, dict(axes=[a[0] for a in ome_axes]))
         except PermissionError as e:
             raise VolumeError('cannot write %s %s: %s; choose a writable location' % (self.what, name, e)) from None
         except OSError as e:
             raise VolumeError('cannot create %s %s: %s' % (self.what, name, e)) from None
-        vol = self._wrap(array_key, node)
+        vol = Volume(self, array_key, node)
         if array_key != key:
             vol.image_key, vol.name = key, name
             vol._ome = _ome_transform(self._attrs(group), 0)
@@ -307,9 +312,6 @@ class Container:
     def _check_writable(self, key):
         if self.read_only:
             raise VolumeError('%s is open read-only; cannot write %s' % (self.path, describe(self.path, key)))
-
-    def _wrap(self, key, node):
-        return Volume(self, key, node)
 
     def __repr__(self):
         return '%s(%r, mode=%r)' % (type(self).__name__, self.path, self.mode)
@@ -352,7 +354,7 @@ class _HDF5Container(Container):
 
     def _set_attrs(self, node, attrs):
         for k, v in attrs.items():
-            node.attrs[k] = v if not isinstance(v, (dict, list)) or _is_flat_list(v) else _json(v)
+            node.attrs[k] = v if not isinstance(v, (dict, list)) or _is_flat_list(v) else json.dumps(v)
 
     def _require_group(self, key):
         return self.file.require_group(key)
@@ -480,11 +482,6 @@ def _is_flat_list(value):
     return isinstance(value, list) and all(isinstance(v, (int, float, str)) for v in value)
 
 
-def _json(value):
-    import json
-    return json.dumps(value)
-
-
 def _plain(value):
     """JSON-compatible Python values (NumPy scalars and arrays converted)."""
     if isinstance(value, dict):
@@ -555,9 +552,9 @@ class Volume:
         except OSError as e:
             raise VolumeError('cannot write %s%s: %s' % (self.name, _where(index), e)) from None
 
-    def read(self, index=()):
+    def read(self, index=Ellipsis):
         """``self[index]`` as a NumPy array (the whole array by default)."""
-        return self[index if index != () else tuple(slice(None) for _ in self.shape)]
+        return self[index]
 
     def flush(self):
         """Push written data to the file or store (before recording that it is there)."""

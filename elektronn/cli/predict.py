@@ -94,16 +94,12 @@ def _positive_int(text):
 
 def _gpus_value(text):
     """``--gpu``: as elektronn-train's, and for workers also ``all`` or a list ``0,1``."""
-    lowered = text.strip().lower()
-    if lowered == 'all':
-        return lowered
-    if ',' in lowered:
-        try:
-            return [int(g) for g in lowered.split(',') if g.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError("must be 'auto', 'false', 'all', an index or a list such as 0,1, got %r"
-                                             % text) from None
-    return _gpu_value(text)
+    from elektronn.net.device import parse_gpu_list
+    try:
+        gpus = parse_gpu_list(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return _gpu_value(text) if gpus is None else gpus
 
 
 def _parser():

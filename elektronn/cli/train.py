@@ -50,35 +50,10 @@ examples:
 """
 
 
-def _gpu_list(text):
-    """The GPUs of ``--gpu=0,1`` (a list of indices) or ``--gpu=all`` (``'all'``): distributed training
-    with one process per GPU; ``None`` for a single device.
-
-    Raises:
-        ValueError: a malformed list or a GPU named twice.
-    """
-    if text is None:
-        return None
-    value = str(text).strip().lower()
-    if value == 'all':
-        return 'all'
-    if ',' not in value:
-        return None
-    parts = [p.strip() for p in value.split(',')]
-    if not all(p.isdigit() for p in parts):
-        raise ValueError('--gpu: a list of GPU indices such as 0,1 (one training process each), got %r' % (text,))
-    gpus = [int(p) for p in parts]
-    for g in gpus:
-        if gpus.count(g) > 1:
-            raise ValueError('--gpu: GPU %i is named twice in %r; name each GPU once (one process per GPU)'
-                             % (g, text))
-    return gpus
-
-
 def _gpu_value(text):
-    from elektronn.net.device import parse_gpu
+    from elektronn.net.device import parse_gpu, parse_gpu_list
     try:
-        if _gpu_list(text) is None:
+        if parse_gpu_list(text) is None:
             parse_gpu(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
@@ -154,7 +129,8 @@ def _backup_resumed_config(config):
 def main(argv=None):
     """Run ``elektronn-train``; returns the exit status."""
     args = _parser().parse_args(argv)
-    gpus = _gpu_list(args.gpu)
+    from elektronn.net.device import parse_gpu_list
+    gpus = parse_gpu_list(args.gpu)
     if gpus is not None:
         return _launch(args, gpus)
     import matplotlib
@@ -179,14 +155,13 @@ def _launch(args, gpus):
         print('elektronn-train: error: --gpu=%s starts its own processes; under torchrun give --gpu=auto (every '
               'process takes the GPU of its LOCAL_RANK)' % args.gpu, file=sys.stderr)
         return 2
-    n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if gpus == 'all':
-        gpus = list(range(n_cuda))
-    if not gpus or max(gpus) >= n_cuda:
-        print('elektronn-train: error: --gpu=%s: this machine has %i CUDA device(s)%s' % (
-            args.gpu, n_cuda, '' if n_cuda else ' (PyTorch %s); --gpu=false trains on the CPU' % torch.__version__),
-            file=sys.stderr)
+    from elektronn.net.device import gpu_list_indices
+    try:
+        gpus = gpu_list_indices(gpus, args.gpu, without='trains on the CPU')
+    except ValueError as e:
+        print('elektronn-train: error: %s' % e, file=sys.stderr)
         return 2
+    n_cuda = torch.cuda.device_count()
     visible = os.environ.get('CUDA_VISIBLE_DEVICES')
     entries = [e.strip() for e in visible.split(',')] if visible else [str(g) for g in range(n_cuda)]
     env = dict(os.environ, CUDA_VISIBLE_DEVICES=','.join(entries[g] for g in gpus))

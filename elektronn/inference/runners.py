@@ -23,6 +23,8 @@ import threading
 import time
 import uuid
 
+from elektronn.inference.blocks import BlockPlan
+
 __all__ = ['BlockTask', 'run_blocks', 'start_local_cluster', 'connect', 'available_cores', 'worker_threads',
            'BlockRunError']
 
@@ -152,7 +154,7 @@ def run_blocks(task, todo, client=None, total_blocks=None, show_progress=True, p
     from elektronn.utils import ProgressBar
     todo = list(todo)
     total_blocks = len(todo) if total_blocks is None else int(total_blocks)
-    voxels = sum(_voxels(a, b) for _, a, b in todo)
+    voxels = sum(BlockPlan.voxels(a, b) for _, a, b in todo)
     bar = ProgressBar(total_blocks, work=voxels, what=what, step_name='blocks', work_name='voxel',
                       interval=progress_interval, done=total_blocks - len(todo)) if show_progress else None
     stats = dict(computed=0, voxels=0, block_seconds=0.0)
@@ -183,13 +185,6 @@ def run_blocks(task, todo, client=None, total_blocks=None, show_progress=True, p
         bar.close()
     stats['seconds'] = time.time() - t0
     return stats
-
-
-def _voxels(start, stop):
-    n = 1
-    for a, b in zip(start, stop):
-        n *= b - a
-    return n
 
 
 def _run_here(task, todo, finished):

@@ -62,6 +62,7 @@ from elektronn.inference.blocks import BlockLedger, BlockPlan, even_blocks
 from elektronn.inference.runners import BlockRunError, BlockTask, run_blocks, worker_threads
 from elektronn.net.prediction import dense_geometry
 from elektronn.training.cubes import spatial_file_axes
+from elektronn.utils import atomic_path
 
 __all__ = ['PredictionError', 'LAYOUTS', 'parse_h5_spec', 'InputVolume', 'BlockPlan', 'plan_blocks',
            'estimate_block_bytes', 'predict_volume', 'predict_volume_h5', 'check_distributed_output', 'PredictionTask',
@@ -288,8 +289,6 @@ class _Geometry:
         self.pad = off if pad_raw else (0, 0, 0)
 
 
-
-
 #: Axis names of the network's probabilities ``(class, z, x, y)`` as they are computed.
 _COMPUTED_AXES = ('c', 'z', 'x', 'y')
 
@@ -354,14 +353,18 @@ def _predict_block(cnn, raw):
     return np.asarray(cnn.class_probabilities(raw[None]))[0]
 
 
-def _open_pair(input_path, output_path, output_what='output'):
+def _same_file(input_path, output_path):
+    return os.path.exists(output_path) and os.path.exists(input_path) and os.path.samefile(input_path, output_path)
+
+
+def _open_pair(input_path, output_path):
     """The input and output containers (one, opened for writing, when they are the same HDF5 file)."""
-    if os.path.exists(output_path) and os.path.exists(input_path) and os.path.samefile(input_path, output_path):
-        both = volumes.open_container(output_path, 'a', output_what)
+    if _same_file(input_path, output_path):
+        both = volumes.open_container(output_path, 'a', 'output')
         return both, both
     fin = volumes.open_container(input_path, 'r', 'input')
     try:
-        fout = volumes.open_container(output_path, 'a', output_what)
+        fout = volumes.open_container(output_path, 'a', 'output')
     except BaseException:
         fin.close()
         raise
@@ -523,9 +526,7 @@ def _predict_volume(cnn, input_spec, output_spec, layout, pad_raw, as_uint8, mem
     out_format = volumes.storage_format(output_path, must_exist=False, what='output')
     if client is not None:
         check_distributed_output(output_path, output_key)
-    same_file = os.path.exists(output_path) and os.path.exists(input_path) and \
-        os.path.samefile(input_path, output_path)
-    if same_file and (output_key or '').strip('/') == (input_key or '').strip('/'):
+    if _same_file(input_path, output_path) and (output_key or '').strip('/') == (input_key or '').strip('/'):
         raise PredictionError('the output %s would replace the input' % volumes.describe(output_path, output_key))
     fin = volumes.open_container(input_path, 'r', 'input')  # fail on a wrong input before any output is made
     try:
@@ -548,7 +549,7 @@ def _predict_volume(cnn, input_spec, output_spec, layout, pad_raw, as_uint8, mem
             plan = plan_blocks(cnn, pred_shape, geom.fov, memory_gb * 1e9, volume.n_ch,
                                np.dtype(probe.dtype).itemsize, np.dtype(fmt.dtype).itemsize,
                                min_blocks=1 if client is None else 2 * max(1, len(client.nthreads())))
-        voxel_size = _output_voxel_size(probe, volume, fmt, record['origin_zxy'])
+        voxel_size = _output_voxel_size(probe, volume, fmt)
     finally:
         fin.close()
     created = out_format == 'hdf5' and not os.path.exists(output_path)
@@ -594,8 +595,8 @@ def _check_volume(cnn, volume, geom):
                                  '' if any(geom.pad) else ' or pad the input (pad_raw / --pad-raw)'))
 
 
-def _output_voxel_size(probe, volume, fmt, origin_zxy):
-    """``(scale, translation, unit)`` of the output's axes from the input's voxel size, or ``None``."""
+def _output_voxel_size(probe, volume, fmt):
+    """``(scale, unit)`` of the output's axes from the input's voxel size, or ``None``."""
     found = probe.voxel_size()
     if found is None:
         return None
@@ -608,31 +609,29 @@ def _output_voxel_size(probe, volume, fmt, origin_zxy):
         return None
     zxy = [by_axis.get(a, 1.0) if a is not None else 1.0 for a in volume.axes]
     named = dict(zip(('z', 'x', 'y'), zxy), c=1.0)
-    origin = dict(zip(('z', 'x', 'y'), origin_zxy), c=0)
-    scale = [float(named[n]) for n in fmt.names]
-    translation = [float(origin[n] * named[n]) for n in fmt.names]
-    return scale, translation, unit
+    return [float(named[n]) for n in fmt.names], unit
 
 
 def _new_output(container, key, plan, fmt, record, voxel_size):
-    """The output array (chunked as the blocks) and its record of finished blocks."""
+    """The output array (chunked as the blocks) and its record of finished blocks.
+
+    ``voxel_size``: ``(scale, unit)`` per output axis, or ``None`` (voxel units); the OME-Zarr
+    translation puts output voxel 0 on its input voxel.
+    """
     record = dict(record, block_zxy=list(plan.block), axes=fmt.axes)
-    scale, translation, unit = voxel_size if voxel_size is not None else (None, None, None)
-    if translation is None:
-        origin = dict(zip(('z', 'x', 'y'), record['origin_zxy']), c=0)
-        translation = [float(origin[n]) for n in fmt.names]
+    scale, unit = voxel_size if voxel_size is not None else ([1.0] * len(fmt.names), None)
+    origin = dict(zip(('z', 'x', 'y'), record['origin_zxy']), c=0)
+    translation = [float(origin[n] * size) for n, size in zip(fmt.names, scale)]
     out = container.create_volume(key, fmt.shape(plan.pred_shape), fmt.dtype, chunks=fmt.shape(plan.block),
                                   fill_value=0, allocate=True, ome_axes=fmt.ome_axes(),
-                                  voxel_size=None if scale is None else (scale, unit), translation=translation)
+                                  voxel_size=None if voxel_size is None else (scale, unit), translation=translation)
     out.set_attrs(**{INFO_ATTR: json.dumps(record), 'axes': record['axes']})
-    BlockLedger.create(container, key, plan, 'finished blocks of %s (1 = done), C order over the block grid (z, x, y) '
-                                             '%s' % (key, list(plan.grid)))
+    BlockLedger.create(container, key, plan)
     container.flush()
 
 
 def _create_h5_file(path, key, plan, fmt, record):
     """A new HDF5 output file with its (empty) datasets, written atomically."""
-    from elektronn.utils import atomic_path
     with atomic_path(path) as tmp:
         with volumes.open_container(tmp, 'a', 'output') as c:
             _new_output(c, key, plan, fmt, record, None)

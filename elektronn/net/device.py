@@ -41,7 +41,7 @@ from collections import namedtuple
 
 import torch
 
-__all__ = ['parse_gpu', 'resolve_device', 'initGPU', 'current_device', 'get_free_gpu', 'find_free_gpu',
+__all__ = ['parse_gpu', 'parse_gpu_list', 'gpu_list_indices', 'resolve_device', 'initGPU', 'current_device', 'get_free_gpu', 'find_free_gpu',
            'GpuInfo', 'GpuQueryError', 'query_gpus', 'map_cuda_indices', 'choose_gpu', 'FREE_MEMORY_USED_MB']
 
 _current = torch.device('cpu')
@@ -119,6 +119,54 @@ class GpuInfo:
 
 class GpuQueryError(RuntimeError):
     """Neither NVML nor nvidia-smi could list the GPUs (the message says why)."""
+
+
+
+def parse_gpu_list(value):
+    """The GPUs of a ``--gpu`` value that names several, one process each: ``'all'``, or the indices of
+    ``'0,1'`` (or of a list); ``None`` for a value naming one device or the CPU (see :func:`parse_gpu`).
+
+    Raises:
+        ValueError: a malformed list or a GPU named twice, echoing the value.
+    """
+    if value is None or value is False:
+        return None
+    if isinstance(value, (list, tuple)):
+        parts = [str(v).strip() for v in value]
+    else:
+        text = str(value).strip().lower()
+        if text == 'all':
+            return 'all'
+        if ',' not in text:
+            return None
+        parts = [p.strip() for p in text.split(',')]
+    if not all(p.isdigit() for p in parts):
+        raise ValueError('--gpu: a list of GPU indices such as 0,1 (one process each), got %r' % (value,))
+    gpus = [int(p) for p in parts]
+    for g in gpus:
+        if gpus.count(g) > 1:
+            raise ValueError('--gpu: GPU %i is named twice in %r; name each GPU once (one process per GPU)'
+                             % (g, value))
+    return gpus
+
+
+def gpu_list_indices(gpus, value, without='uses the CPU'):
+    """The CUDA indices of a :func:`parse_gpu_list` result (``'all'``: every GPU of the machine).
+
+    Args:
+        gpus: ``'all'`` or a list of indices.
+        value: The ``--gpu`` value, for the message.
+        without: What ``--gpu=false`` does instead, for the message (e.g. ``'trains on the CPU'``).
+
+    Raises:
+        ValueError: no GPU, or one this machine does not have.
+    """
+    n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    gpus = list(range(n_cuda)) if gpus == 'all' else list(gpus)
+    if not gpus or max(gpus) >= n_cuda:
+        raise ValueError('--gpu=%s: this machine has %i CUDA device(s)%s' % (
+            value, n_cuda, '' if n_cuda else ' (PyTorch %s); --gpu=false %s' % (torch.__version__, without)))
+    return gpus
 
 
 def _bus_id(domain, bus, device, function=0):

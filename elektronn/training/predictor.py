@@ -243,30 +243,22 @@ def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_
 
 def _wants_gpu(gpu):
     """Whether a ``--gpu`` value asks for a GPU at all (``False``, ``'false'``, ``None``: no)."""
-    return gpu is not None and gpu is not False and str(gpu).strip().lower() not in ('false', 'none', 'cpu', '')
+    from elektronn.net.device import parse_gpu, parse_gpu_list
+    try:
+        return parse_gpu_list(gpu) is not None or parse_gpu(gpu) != 'cpu'
+    except ValueError as e:
+        raise PredictionError(str(e)) from None
 
 
 def _worker_gpus(gpu):
     """The GPU indices for one worker each, or ``None`` for CPU workers (see :func:`predict_run`)."""
-    from elektronn.net.device import find_free_gpu, parse_gpu
-    if gpu is None or gpu is False:
-        return None
-    if isinstance(gpu, (list, tuple)):
-        return [int(g) for g in gpu]
-    text = str(gpu).strip().lower()
-    if text == 'all':
-        import torch
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if not n:
-            raise PredictionError('--gpu=all: no CUDA device is available; use --gpu=false for CPU workers')
-        return list(range(n))
-    if ',' in text:
-        try:
-            return [int(g) for g in text.split(',') if g.strip()]
-        except ValueError:
-            raise PredictionError("--gpu must be 'all', a list such as 0,1, an index, 'auto' or 'false', got %r"
-                                  % (gpu,)) from None
+    from elektronn.net.device import find_free_gpu, gpu_list_indices, parse_gpu, parse_gpu_list
     try:
+        gpus = parse_gpu_list(gpu)
+        if gpus == 'all':
+            return gpu_list_indices(gpus, gpu, without='predicts on CPU workers')
+        if gpus is not None:
+            return gpus
         choice = parse_gpu(gpu)
     except ValueError as e:
         raise PredictionError(str(e)) from None
