@@ -24,7 +24,7 @@ import os
 import numpy as np
 
 __all__ = ['VolumeError', 'Container', 'Volume', 'parse_spec', 'storage_format', 'open_container', 'open_volume',
-           'describe', 'HDF5_SUFFIXES', 'ZARR_SUFFIXES', 'OME_VERSION']
+           'describe', 'same_file', 'open_pair', 'close_pair', 'HDF5_SUFFIXES', 'ZARR_SUFFIXES', 'OME_VERSION']
 
 HDF5_SUFFIXES = ('.h5', '.hdf5', '.hdf')
 ZARR_SUFFIXES = ('.zarr',)
@@ -152,6 +152,33 @@ def open_volume(spec_or_path, key=None, mode='r', what='input'):
         raise
     vol._owns_container = True
     return vol
+
+
+def same_file(path_a, path_b):
+    """Whether both paths exist and are the same file or store."""
+    return os.path.exists(path_a) and os.path.exists(path_b) and os.path.samefile(path_a, path_b)
+
+
+def open_pair(input_path, output_path):
+    """The containers of an input (read) and an output (write); one, opened for writing, when they are the
+    same file (HDF5 allows one open mode per file and process)."""
+    if same_file(input_path, output_path):
+        both = open_container(output_path, 'a', 'output')
+        return both, both
+    fin = open_container(input_path, 'r', 'input')
+    try:
+        fout = open_container(output_path, 'a', 'output')
+    except BaseException:
+        fin.close()
+        raise
+    return fin, fout
+
+
+def close_pair(fin, fout):
+    """Close what :func:`open_pair` opened."""
+    fin.close()
+    if fout is not fin:
+        fout.close()
 
 
 class Container:
@@ -592,6 +619,12 @@ class Volume:
                     continue
                 unit = 'micrometer' if name == 'element_size_um' else self.attrs.get('unit')
                 return values, (str(unit) if unit is not None else None)
+        return None
+
+    def translation(self):
+        """The physical position of voxel 0 recorded in the OME-Zarr metadata (one value per axis), or ``None``."""
+        if self._ome is not None and self._ome[1] is not None:
+            return tuple(float(t) for t in self._ome[1])
         return None
 
     def __repr__(self):

@@ -18,6 +18,7 @@ list of blocks:
 (one per GPU when GPUs are given, each seeing only its own GPU through ``CUDA_VISIBLE_DEVICES``),
 :func:`connect` a client to an existing scheduler.
 """
+import contextlib
 import os
 import threading
 import time
@@ -25,12 +26,16 @@ import uuid
 
 from elektronn.inference.blocks import BlockPlan
 
-__all__ = ['BlockTask', 'run_blocks', 'start_local_cluster', 'connect', 'available_cores', 'worker_threads',
-           'BlockRunError']
+__all__ = ['BlockTask', 'run_blocks', 'start_local_cluster', 'connect', 'cluster_client', 'available_cores',
+           'worker_threads', 'BlockRunError', 'ClusterError']
 
 
 class BlockRunError(RuntimeError):
     """A block failed (the message names it and the cause)."""
+
+
+class ClusterError(ValueError):
+    """A local cluster cannot be started as asked (the message says why)."""
 
 
 class BlockTask:
@@ -130,7 +135,7 @@ def _run_on_worker(task, number, start, stop):
 # Runners
 # ----------------------------------------------------------------------------------------------------
 def run_blocks(task, todo, client=None, total_blocks=None, show_progress=True, progress_interval=None,
-               what='Processing', verb='processed'):
+               what='Processing', verb='processed', on_result=None):
     """Run ``task`` on the blocks ``todo``.
 
     Args:
@@ -142,6 +147,8 @@ def run_blocks(task, todo, client=None, total_blocks=None, show_progress=True, p
         progress_interval: Seconds between progress lines (default: 0.25 on a terminal, else 10).
         what: Text in front of the bar.
         verb: What is done to a block (``'predicted'``), for the summary after an interruption.
+        on_result: Called with the dict :meth:`BlockTask.run_block` returned (plus ``number``
+            and ``seconds``) of every finished block, in the order they finish.
 
     Returns:
         A dict: ``computed`` (blocks), ``voxels``, ``seconds`` (wall), ``block_seconds`` (summed
@@ -166,6 +173,8 @@ def run_blocks(task, todo, client=None, total_blocks=None, show_progress=True, p
         stats['block_seconds'] += float(result.get('seconds', 0.0))
         if bar is not None:
             bar.update(1, work=int(result.get('voxels', 0)))
+        if on_result is not None:
+            on_result(result)
 
     try:
         if client is None:
@@ -194,6 +203,7 @@ def _run_here(task, todo, finished):
             t = time.perf_counter()
             result = dict(task.run_block(state, number, start, stop) or {})
             result.setdefault('seconds', time.perf_counter() - t)
+            result.setdefault('number', int(number))
             finished(result)
     finally:
         task.close(state)
@@ -348,3 +358,40 @@ def connect(scheduler):
     except (OSError, TimeoutError) as e:
         raise ConnectionError('cannot reach the Dask scheduler %s: %s; is it running, and is the address (or '
                               'scheduler file) right?' % (scheduler, e)) from None
+
+
+@contextlib.contextmanager
+def cluster_client(workers=None, threads=None, scheduler=None, gpus=None):
+    """A client of a new local cluster of ``workers`` processes, or of the cluster at ``scheduler``.
+
+    Yields ``None`` when neither is given (work in this process). A local cluster is closed on
+    exit; an existing one is left running. Prints what it started or reached and the dashboard.
+
+    Raises:
+        ClusterError: ``workers`` and ``scheduler`` both given, or workers that do not fit ``gpus``.
+        ConnectionError, FileNotFoundError: the scheduler cannot be reached.
+    """
+    if workers is not None and scheduler is not None:
+        raise ClusterError('give workers (--workers) or a scheduler (--scheduler), not both')
+    if workers is None and scheduler is None:
+        yield None
+        return
+    if workers is not None:
+        try:
+            client = start_local_cluster(workers, threads, gpus=gpus)
+        except ValueError as e:
+            raise ClusterError(str(e)) from None
+        print('Started a local Dask cluster: %i worker process(es) x %s thread(s)%s'
+              % (len(client.nthreads()), ','.join(sorted(set(str(t) for t in client.run(worker_threads).values()))),
+                 '' if gpus is None else ', GPUs %s (one each)' % ','.join(str(g) for g in gpus)))
+    else:
+        client = connect(scheduler)
+        print('Connected to the Dask scheduler %s: %i worker(s)' % (client.scheduler.address, len(client.nthreads())))
+    print('Dask dashboard: %s' % client.dashboard_link)
+    try:
+        yield client
+    finally:
+        cluster = client.cluster if workers is not None else None
+        client.close()
+        if cluster is not None:
+            cluster.close()

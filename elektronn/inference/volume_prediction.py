@@ -353,30 +353,6 @@ def _predict_block(cnn, raw):
     return np.asarray(cnn.class_probabilities(raw[None]))[0]
 
 
-def _same_file(input_path, output_path):
-    return os.path.exists(output_path) and os.path.exists(input_path) and os.path.samefile(input_path, output_path)
-
-
-def _open_pair(input_path, output_path):
-    """The input and output containers (one, opened for writing, when they are the same HDF5 file)."""
-    if _same_file(input_path, output_path):
-        both = volumes.open_container(output_path, 'a', 'output')
-        return both, both
-    fin = volumes.open_container(input_path, 'r', 'input')
-    try:
-        fout = volumes.open_container(output_path, 'a', 'output')
-    except BaseException:
-        fin.close()
-        raise
-    return fin, fout
-
-
-def _close_pair(fin, fout):
-    fin.close()
-    if fout is not fin:
-        fout.close()
-
-
 @dataclasses.dataclass
 class _TaskState:
     fin: object
@@ -419,14 +395,14 @@ class PredictionTask(BlockTask):
             torch.set_num_threads(self.threads or worker_threads())
             if self.worker_device != 'cpu':
                 self.cnn.to(torch.device(self.worker_device, 0) if self.worker_device == 'cuda' else self.worker_device)
-        fin, fout = _open_pair(self.input_path, self.output_path)
+        fin, fout = volumes.open_pair(self.input_path, self.output_path)
         try:
             volume = InputVolume(fin.volume(self.input_key), self.layout, self.pad,
                                  volumes.describe(self.input_path, self.input_key))
             out = fout.volume(self.output_key)
             ledger = BlockLedger.open(fout, self.output_key)
         except BaseException:
-            _close_pair(fin, fout)
+            volumes.close_pair(fin, fout)
             raise
         return _TaskState(fin, fout, volume, out, ledger)
 
@@ -443,7 +419,7 @@ class PredictionTask(BlockTask):
         return dict(voxels=int(np.prod(expected)))
 
     def close(self, state):
-        _close_pair(state.fin, state.fout)
+        volumes.close_pair(state.fin, state.fout)
 
 
 def predict_volume(cnn, input_spec, output_spec, layout='xyz', pad_raw=False, as_uint8=False,
@@ -526,7 +502,7 @@ def _predict_volume(cnn, input_spec, output_spec, layout, pad_raw, as_uint8, mem
     out_format = volumes.storage_format(output_path, must_exist=False, what='output')
     if client is not None:
         check_distributed_output(output_path, output_key)
-    if _same_file(input_path, output_path) and (output_key or '').strip('/') == (input_key or '').strip('/'):
+    if volumes.same_file(input_path, output_path) and (output_key or '').strip('/') == (input_key or '').strip('/'):
         raise PredictionError('the output %s would replace the input' % volumes.describe(output_path, output_key))
     fin = volumes.open_container(input_path, 'r', 'input')  # fail on a wrong input before any output is made
     try:

@@ -215,30 +215,15 @@ def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_
                   info=dict(param_file=os.path.abspath(param_path), config_file=config.config_file))
     if not distributed:
         return predict_volume(cnn, (input_path, input_key), (output_path, output_key), **kwargs)
-    from elektronn.inference.runners import connect, start_local_cluster, worker_threads
-    own = client is None
-    if client is None and workers is not None:
-        try:
-            client = start_local_cluster(workers, threads, gpus=gpus)
-        except ValueError as e:
-            raise PredictionError('--workers %i, --gpu=%s: %s' % (workers, gpu, e)) from None
-        print('Started a local Dask cluster: %i worker process(es) x %s thread(s)%s'
-              % (len(client.nthreads()), ','.join(sorted(set(str(t) for t in client.run(worker_threads).values()))),
-                 '' if gpus is None else ', GPUs %s (one each)' % ','.join(str(g) for g in gpus)))
-    elif client is None:
-        client = connect(scheduler)
-        print('Connected to the Dask scheduler %s: %i worker(s)' % (client.scheduler.address, len(client.nthreads())))
-    print('Dask dashboard: %s' % client.dashboard_link)
+    from elektronn.inference.runners import ClusterError, cluster_client
+    kwargs.update(worker_device=worker_device, threads=threads if workers is None else None)  # a local cluster's
+    if client is not None:                                                                   # workers know theirs
+        return predict_volume(cnn, (input_path, input_key), (output_path, output_key), client=client, **kwargs)
     try:
-        return predict_volume(cnn, (input_path, input_key), (output_path, output_key), client=client,
-                              threads=threads if workers is None else None,  # a local cluster's workers know theirs
-                              worker_device=worker_device, **kwargs)
-    finally:
-        if own:
-            cluster = client.cluster if workers is not None else None
-            client.close()
-            if cluster is not None:
-                cluster.close()
+        with cluster_client(workers, threads, scheduler, gpus) as client:
+            return predict_volume(cnn, (input_path, input_key), (output_path, output_key), client=client, **kwargs)
+    except ClusterError as e:
+        raise PredictionError('--workers %s, --gpu=%s: %s' % (workers, gpu, e)) from None
 
 
 def _wants_gpu(gpu):
