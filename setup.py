@@ -30,13 +30,15 @@ setup(
     license='GPL-3.0-or-later',
     python_requires='>=3.10',
     packages=['elektronn', 'elektronn.net', 'elektronn.net.layers', 'elektronn.training', 'elektronn.inference',
-              'elektronn.cli', 'elektronn.data', 'elektronn.examples'],
+              'elektronn.segmentation', 'elektronn.evaluation', 'elektronn.cli', 'elektronn.data', 'elektronn.examples'],
     package_dir={'elektronn.examples': 'examples'},
     package_data={'elektronn.examples': ['*.py']},
     # zarr: Zarr stores (v2 and v3) behind elektronn.volumes; distributed: block-wise prediction on
     # Dask clusters (local, existing schedulers, dask-jobqueue); bokeh: the Dask dashboard;
-    # nvidia-ml-py: NVML, to choose a free GPU for --gpu=auto without creating CUDA contexts.
+    # nvidia-ml-py: NVML, to choose a free GPU for --gpu=auto without creating CUDA contexts;
+    # scikit-image: the watershed (a well-tested priority-flood in C) and the reference metrics.
     install_requires=['numpy>=1.23', 'scipy>=1.9', 'h5py>=3.6', 'matplotlib>=3.5', 'torch>=2.2',
+                      'scikit-image>=0.21',
                       'zarr>=3; python_version>="3.11"', 'numcodecs>=0.13', 'distributed>=2024.1', 'bokeh>=3.1',
                       'nvidia-ml-py'],
     extras_require={
@@ -49,6 +51,8 @@ setup(
         'elektronn-convert-params = elektronn.cli.convert_params:main',
         'elektronn-predict = elektronn.cli.predict:main',
         'elektronn-profile = elektronn.cli.profile:main',
+        'elektronn-segment = elektronn.cli.segment:main',
+        'elektronn-evaluate = elektronn.cli.evaluate:main',
     ]},
     classifiers=[
         'Programming Language :: Python :: 3',
