@@ -140,6 +140,14 @@ max_runtime = 86400
 history_freq = [500]
 # (*) Examples for the train/valid estimates (rounded down to a multiple of batch_size).
 monitor_batch_size = 10
+# 'img-img' only: at every history step predict the valid cubes densely, segment them (seeded
+# watershed, or agglomeration of affinities) and score the segmentation (Rand error, VOI
+# split/merge: history CSV, log, <save_name>.Segmentation.png). None/False: off; True: the
+# defaults; or a dict of elektronn.segmentation.Segmenter settings (threshold, min_seed_distance,
+# min_size, two_d, merge_threshold) plus channel (the boundary class, default 1) and every
+# (evaluate every n-th history step). Costs a dense prediction per history step (the seconds are in
+# the status line).
+valid_segmentation_metrics = None
 # ($) L2 weight decay coefficient, or False (0).
 weight_decay = False
 # ($) Weight per class in the loss (not normalised), or None.

@@ -37,3 +37,23 @@ def shared_data_file(name):
     if not os.path.exists(path):
         pytest.skip('real data %s not available' % name)
     return path
+
+
+@pytest.fixture(scope='module')
+def em_folder(tmp_path_factory):
+    """Two synthetic EM cubes (x, y, z) = (40, 40, 10) with barrier labels inset by (6, 6, 2), and 2 preview cubes."""
+    from elektronn.data.synthetic import write_dataset
+    folder = str(tmp_path_factory.mktemp('em')) + '/'
+    write_dataset(folder, n_cubes=2, shape=(40, 40, 10), label_margin=(6, 6, 2), n_preview=2, preview_shape=(30, 30, 8),
+                  verbose=False)
+    return folder
+
+
+@pytest.fixture
+def one_thread_home(tmp_path, monkeypatch):
+    """A fresh HOME (no user config) and one PyTorch thread, restored afterwards."""
+    monkeypatch.setenv('HOME', str(tmp_path / 'home'))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

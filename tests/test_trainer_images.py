@@ -6,7 +6,6 @@ import signal
 import h5py
 import numpy as np
 import pytest
-import torch
 from matplotlib.image import imread
 
 from elektronn.training import previews
@@ -29,22 +28,7 @@ TINY_3D = dict(
 )
 
 
-@pytest.fixture(scope='module')
-def em_folder(tmp_path_factory):
-    from elektronn.data.synthetic import write_dataset
-    folder = str(tmp_path_factory.mktemp('em')) + '/'
-    write_dataset(folder, n_cubes=2, shape=(40, 40, 10), label_margin=(6, 6, 2), n_preview=2, preview_shape=(30, 30, 8),
-                  verbose=False)
-    return folder
-
-
-@pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch):
-    monkeypatch.setenv('HOME', str(tmp_path / 'home'))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread_home')
 
 
 def make_trainer(tmp_path, folder, **values):

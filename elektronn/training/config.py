@@ -196,6 +196,18 @@ def _activation(v):
     raise _Invalid("must be a string such as 'relu' or a list of them (one per layer)")
 
 
+def _segmentation_metrics(v):
+    if v is None or v is False:
+        return None
+    if v is not True and not isinstance(v, dict):
+        raise _Invalid('must be None, False, True or a dict of segmentation settings')
+    from elektronn.training.segmentation_scores import normalise_settings
+    try:
+        return normalise_settings(v)
+    except ValueError as e:
+        raise _Invalid(str(e)) from None
+
+
 def _pooling_mode(v):
     modes = ('max', 'maxabs')
     if isinstance(v, str) and v in modes:
@@ -460,6 +472,13 @@ MASTER_PARAMS = (
        '-LAST.param), as a one-element list so the console can change it; [0] disables them.', _history_freq),
     _p('monitor_batch_size', 10, _S_OPT, '*', 'Examples for the train/valid estimates (rounded down to a '
        'multiple of batch_size).', _int(1)),
+    _p('valid_segmentation_metrics', None, _S_OPT, '', "'img-img' only: at every history step predict the valid "
+       'cubes densely, segment them (seeded watershed, or agglomeration of affinities) and score the segmentation '
+       '(Rand error, VOI split/merge: history CSV, log, <save_name>.Segmentation.png). None/False: off; True: the '
+       'defaults; or a dict of elektronn.segmentation.Segmenter settings (threshold, min_seed_distance, min_size, '
+       "two_d, merge_threshold) plus channel (the boundary class, default 1) and every (evaluate every n-th history "
+       'step). Costs a dense prediction per history step (the seconds are in the status line).',
+       _segmentation_metrics),
     _p('weight_decay', False, _S_OPT, '$', 'L2 weight decay coefficient, or False (0).', _weight_decay),
     _p('class_weights', None, _S_OPT, '$', 'Weight per class in the loss (not normalised), or None.',
        _class_weights),
@@ -801,6 +820,8 @@ class Config:
         rule(not self.lazy_labels or self.mode == 'img-img', 'lazy_labels',
              "is only possible in mode 'img-img' (mode is %r)" % self.mode)
         rule(self.mode != 'img-img' or not self.MLP_layers, 'MLP_layers', "must be empty in mode 'img-img'")
+        rule(not self.valid_segmentation_metrics or self.mode == 'img-img', 'valid_segmentation_metrics',
+             "is only possible in mode 'img-img' (mode is %r)" % self.mode, show_value=False)
         rule(self.mode != 'img-scalar' or self.MLP_layers, 'MLP_layers', "must not be empty in mode 'img-scalar' "
              '(perceptron layers turn the image into one prediction)')
         rule(self.mode != 'vect-scalar' or not n_conv, 'filters', "must be empty in mode 'vect-scalar' (no conv "

@@ -1,4 +1,5 @@
-"""Plots of a training run: ``.Errors.png``, ``.history.png``, ``.timeline.png``, ``.CGtimeline.png``.
+"""Plots of a training run: ``.Errors.png``, ``.history.png``, ``.timeline.png``, ``.CGtimeline.png``,
+``.Segmentation.png``.
 
 The arrays are the trainer's histories (one row per entry):
 
@@ -6,7 +7,9 @@ The arrays are the trainer's histories (one row per entry):
 * ``history``: ``[step, seconds, smoothed loss, loss, train loss, valid loss, loss gain, LR]`` per
   history step;
 * ``errors``: ``[step, seconds, train error, valid error]`` per history step;
-* ``CG_timeline``: ``[loss, step size, conjugacy coefficient, line-search count]`` per CG line search.
+* ``CG_timeline``: ``[loss, step size, conjugacy coefficient, line-search count]`` per CG line search;
+* ``segmentation``: ``[step, seconds, Rand error, VOI split, VOI merge, adapted Rand error, seconds
+  of the evaluation]`` per evaluation of ``valid_segmentation_metrics``.
 
 Everything uses matplotlib's object API with the Agg canvas (no ``pyplot`` state, no display), and
 every PNG is written atomically. :class:`Plotter` draws in a background process (a thread where
@@ -193,8 +196,12 @@ def _plot_cg(cg, cap, save_name, folder):
     _save(fig, os.path.join(folder, '%s.CGtimeline.png' % save_name))
 
 
-def plotInfo(timeline, history, CG_timeline, errors, save_name, folder='.', autoscale=True, save_history=True):
+def plotInfo(timeline, history, CG_timeline, errors, save_name, folder='.', autoscale=True, save_history=True,
+             segmentation=None):
     """Draw the PNG plots into ``folder`` (and save the history arrays, unless ``save_history`` is False).
+
+    ``segmentation``: rows ``[step, seconds, rand error, VOI split, VOI merge, ...]`` of the
+    validation segmentation scores (``valid_segmentation_metrics``): ``.Segmentation.png``.
 
     ``autoscale`` clips the axes to the interesting range (loss below the early loss, errors below
     three times their mean); ``False`` leaves matplotlib's limits.
@@ -214,6 +221,31 @@ def plotInfo(timeline, history, CG_timeline, errors, save_name, folder='.', auto
         _plot_errors(errors, save_name, folder, runtime)
     if len(cg):
         _plot_cg(cg, cap, save_name, folder)
+    if segmentation is not None and len(segmentation):
+        _plot_segmentation(_as_table(segmentation, 7), errors, save_name, folder, runtime)
+
+
+def _plot_segmentation(scores, errors, save_name, folder, runtime):
+    """Rand error beside the pixel error (left) and VOI split/merge (right) of the validation cubes."""
+    fig = _figure((16, 6))
+    left, right = fig.add_subplot(121), fig.add_subplot(122)
+    minutes = scores[:, 1] / 60.0
+    if len(errors) and not np.all(np.isnan(errors[:, 3])):
+        left.plot(errors[:, 1] / 60.0, errors[:, 3] / 100.0, 'r--', linewidth=1, label='valid pixel error')
+    left.plot(minutes, scores[:, 2], 'b.-', linewidth=2, label='valid Rand error')
+    left.set_ylabel('error (fraction)')
+    right.plot(minutes, scores[:, 3], 'm.-', linewidth=2, label='VOI split')
+    right.plot(minutes, scores[:, 4], 'c.-', linewidth=2, label='VOI merge')
+    right.plot(minutes, scores[:, 3] + scores[:, 4], 'k.-', linewidth=1, label='VOI')
+    right.set_ylabel('variation of information [bits]')
+    for ax in (left, right):
+        ax.set_xlim(0, max(minutes[-1], 1e-3))
+        ax.set_ylim(bottom=0)
+        ax.grid(True)
+        ax.set_xlabel('time [min] (%s)' % runtime)
+        ax.legend(loc='best')
+    fig.suptitle('%s: segmentation of the validation cubes' % save_name)
+    _save(fig, os.path.join(folder, '%s.Segmentation.png' % save_name))
 
 
 def plotInfoFromFiles(path, save_name, autoscale=True):
@@ -226,14 +258,14 @@ def plotInfoFromFiles(path, save_name, autoscale=True):
              autoscale)
 
 
-def _plot_job(args):
+def _plot_job(args, kwargs):
     try:
-        plotInfo(*args, save_history=False)
+        plotInfo(*args, save_history=False, **kwargs)
     except Exception as e:  # a failed plot must never stop training
         print('Plotting failed: %s: %s' % (type(e).__name__, e))
 
 
-def _plot_process_job(args):
+def _plot_process_job(args, kwargs):
     # Plots are for people, training is the job: at low priority the plot process uses idle CPU
     # instead of taking a core from the training loop and the batch workers (on 2 cores it cost
     # the MNIST example 20 % of its steps at normal priority).
@@ -241,7 +273,7 @@ def _plot_process_job(args):
         os.nice(10)
     except (AttributeError, OSError):
         pass
-    _plot_job(args)
+    _plot_job(args, kwargs)
 
 
 class Plotter:
@@ -258,12 +290,14 @@ class Plotter:
         methods = mp.get_all_start_methods()
         self._ctx = mp.get_context('fork') if 'fork' in methods else None
 
-    def _start(self, args):
+    def _start(self, job):
+        args, kwargs = job
         if self._ctx is not None:  # the forked child sees the histories as they are now
-            p = self._ctx.Process(target=_plot_process_job, args=(args,), name='elektronn-plot', daemon=True)
+            p = self._ctx.Process(target=_plot_process_job, args=(args, kwargs), name='elektronn-plot', daemon=True)
         else:
             args = tuple([list(r) for r in a] if isinstance(a, list) else a for a in args)
-            p = threading.Thread(target=_plot_job, args=(args,), name='elektronn-plot', daemon=True)
+            kwargs = {k: None if v is None else [list(r) for r in v] for k, v in kwargs.items()}
+            p = threading.Thread(target=_plot_job, args=(args, kwargs), name='elektronn-plot', daemon=True)
         p.start()
         self._running = p
 
@@ -273,19 +307,19 @@ class Plotter:
             self._running = None
         return self._running is not None
 
-    def submit(self, timeline, history, CG_timeline, errors, save_name, folder='.'):
+    def submit(self, timeline, history, CG_timeline, errors, save_name, folder='.', segmentation=None):
         """Plot the given history lists (as they are when the job starts); returns at once."""
-        args = (timeline, history, CG_timeline, errors, save_name, folder)
+        job = (timeline, history, CG_timeline, errors, save_name, folder), dict(segmentation=segmentation)
         if self._busy():
-            self._pending = args
+            self._pending = job
         else:
-            self._start(args)
+            self._start(job)
 
     def poll(self):
         """Start the waiting job if the previous one has finished."""
         if self._pending is not None and not self._busy():
-            args, self._pending = self._pending, None
-            self._start(args)
+            job, self._pending = self._pending, None
+            self._start(job)
 
     def close(self, timeout=120):
         """Wait for the running job (terminating it after ``timeout`` seconds); drop a waiting one."""

@@ -132,15 +132,28 @@ def _cell(value):
     return repr(int(value)) if value.is_integer() and abs(value) < 2 ** 53 else '%.8g' % value
 
 
-def write_history_csv(path, history, errors):
+def write_history_csv(path, history, errors, segmentation=None):
     """Write the history table (see :data:`HISTORY_COLUMNS`) to ``path`` atomically.
 
     Args:
         history: Rows ``[step, seconds, smoothed loss, loss, train loss, valid loss, loss gain, LR]``.
         errors: Rows ``[step, seconds, train error, valid error]`` (same steps as ``history``).
+        segmentation: Rows ``[step, seconds, score, ...]`` of the validation segmentation scores
+            (``valid_segmentation_metrics``), or ``None``; adds the columns ``valid_<score>``
+            (:data:`~elektronn.training.segmentation_scores.SCORE_NAMES`), empty at the history
+            steps without an evaluation.
     """
+    columns = list(HISTORY_COLUMNS)
+    by_step = {}
+    if segmentation is not None:
+        from elektronn.training.segmentation_scores import SCORE_NAMES
+        columns += ['valid_%s' % n for n in SCORE_NAMES]
+        by_step = {int(row[0]): list(row[2:2 + len(SCORE_NAMES)]) for row in segmentation}
     with atomic_write(path, 'w') as f:
         writer = csv.writer(f, lineterminator='\n')
-        writer.writerow(HISTORY_COLUMNS)
+        writer.writerow(columns)
         for h, e in zip(history, errors):
-            writer.writerow([_cell(v) for v in list(h[:8]) + list(e[2:4])])
+            row = list(h[:8]) + list(e[2:4])
+            if segmentation is not None:
+                row += by_step.get(int(h[0]), [None] * (len(columns) - len(row)))
+            writer.writerow([_cell(v) for v in row])

@@ -165,6 +165,8 @@ class Trainer:
         self.timeline = []
         self.errors = []
         self.CG_timeline = []
+        self.segmentation = []  # validation segmentation scores (valid_segmentation_metrics)
+        self.seg_scorer = None
         self.preview_data = None
         self.saved_raw_preview = False
         self.get_batch_kwargs = {}
@@ -274,10 +276,32 @@ class Trainer:
                                   'size is %s; change desired_input, filters or pool so that the input fits the data'
                                   % (config.config_file, shape, tuple(config.patch_size)))
             self.cnn = createNet(config, config.patch_size, int(data.n_ch), n_lab, config.dimensions)
+            self.seg_scorer = self._segmentation_scorer()
         else:
             n_ch = data.n_taps if config.rnn_layer_kwargs is not None else None
             self.cnn = createNet(config, tuple(data.example_shape), n_ch, n_lab, None)
         return self.cnn
+
+    def _segmentation_scorer(self):
+        """The scorer of ``valid_segmentation_metrics``, or ``None`` (off, or no validation cubes)."""
+        c = self.config
+        if not c.valid_segmentation_metrics:
+            return None
+        if not hasattr(self.data, 'valid_l') or not self._has_valid():
+            print('WARNING: valid_segmentation_metrics is set but the data have no validation cubes (valid_cubes): '
+                  'no segmentation scores')
+            return None
+        from elektronn.training.segmentation_scores import ValidSegmentationScorer
+        return ValidSegmentationScorer(c.valid_segmentation_metrics, c.target, c.dimensions.offset)
+
+    def _score_segmentation(self, step):
+        """Predict, segment and score the validation cubes; one row of :attr:`segmentation`."""
+        from elektronn.training.segmentation_scores import SCORE_NAMES
+        scores = self.seg_scorer.score(self.cnn, list(zip(self.data.valid_d, self.data.valid_l)))
+        self.segmentation.append([step, self.state.t_passed] + [scores[n] for n in SCORE_NAMES] + [scores['seconds']])
+        print('Valid segmentation: Rand error %.4f, VOI split %.3f, merge %.3f, adapted Rand error %.4f '
+              '(%i segments, %.1f s)' % (scores['rand_error'], scores['voi_split'], scores['voi_merge'],
+                                         scores['adapted_rand_error'], scores['segments'], scores['seconds']))
 
     def reset(self):
         """Randomise the weights, restore the optimiser settings of the config and clear all histories."""
@@ -287,7 +311,7 @@ class Trainer:
                                     c.weight_decay)
         self.cnn.CG_timeline = []
         self.CG_timeline = []
-        self.history, self.timeline, self.errors = [], [], []
+        self.history, self.timeline, self.errors, self.segmentation = [], [], [], []
         self.state = _LoopState()
 
     # ------------------------------------------------------------------------------------------------
@@ -423,7 +447,8 @@ class Trainer:
             return
         plotting.saveHist(self.timeline, self.history, self.CG_timeline, self.errors, self.config.save_name,
                           self.save_path)
-        runlog.write_history_csv(self._file('.history.csv'), self.history, self.errors)
+        runlog.write_history_csv(self._file('.history.csv'), self.history, self.errors,
+                                 segmentation=self.segmentation if self.seg_scorer is not None else None)
 
     def _lrs(self):
         lrs = {}
@@ -461,7 +486,7 @@ class Trainer:
                 if ranks is not None:
                     f.attrs['ranks'] = json.dumps(ranks, default=_json_default)
                 for name, rows in (('history', self.history), ('timeline', self.timeline), ('errors', self.errors),
-                                   ('CG_timeline', self.CG_timeline)):
+                                   ('CG_timeline', self.CG_timeline), ('segmentation', self.segmentation)):
                     f.create_dataset(name, data=np.asarray(rows, dtype=np.float64))
                 f.create_dataset('torch_rng', data=torch.get_rng_state().numpy())
                 cuda_rng = _cuda_rng_states()
@@ -503,6 +528,7 @@ class Trainer:
             info = json.loads(f.attrs['info'])
             ranks = json.loads(f.attrs['ranks']) if 'ranks' in f.attrs else None  # DDP runs only
             arrays = {name: np.asarray(f[name]) for name in ('history', 'timeline', 'errors', 'CG_timeline')}
+            segmentation = np.asarray(f['segmentation']) if 'segmentation' in f else np.zeros((0, 7))  # older
             torch_rng = np.asarray(f['torch_rng'])
             cuda_rng = np.asarray(f['cuda_rng']) if 'cuda_rng' in f else None  # older states: none
             np_key = np.asarray(f['numpy_global_key'])
@@ -528,6 +554,7 @@ class Trainer:
         self.state = _LoopState(**info['loop'])
         self.history, self.timeline, self.errors, self.CG_timeline = (
             [list(r) for r in arrays[n]] for n in ('history', 'timeline', 'errors', 'CG_timeline'))
+        self.segmentation = [list(r) for r in segmentation] if segmentation.ndim == 2 else []
         cnn.CG_timeline = list(self.CG_timeline)
         torch.set_rng_state(torch.from_numpy(torch_rng))
         if cuda_rng is not None:
@@ -558,10 +585,13 @@ class Trainer:
         st, c = self.state, self.config
         pp_loss, pp_err = ('MSE', 'std') if c.target == 'regression' else ('NLL', '%')
         lr = self._current_lr()
-        return ('%05i %sm=%.3f, train=%05.2f%s, valid=%05.3f%s, prev=%04.1f, NLLdiff=%+.1e, LR=%s, %.1f it/s, %s'
+        text = ('%05i %sm=%.3f, train=%05.2f%s, valid=%05.3f%s, prev=%04.1f, NLLdiff=%+.1e, LR=%s, %.1f it/s, %s'
                 % (st.step - 1, pp_loss, st.nll_ema, st.train_error, pp_err, st.valid_error, pp_err,
                    st.batch_char * 100, st.nll_gain, 'n/a' if lr is None else '%.5f' % lr, 1.0 / st.t_pi,
                    pprinttime(st.t_passed)))
+        if self.seg_scorer is not None and self.segmentation:  # what the segmentation scores cost
+            text += ', seg: Rand=%.4f (%.1f s)' % (self.segmentation[-1][2], self.segmentation[-1][-1])
+        return text
 
     def _console_status(self):
         st, c = self.state, self.config
@@ -719,11 +749,14 @@ class Trainer:
         self.errors.append([i, st.t_passed, st.train_error, st.valid_error])
         self.history.append([i, st.t_passed, st.nll_ema, st.nll, st.train_nll, st.valid_nll, st.nll_gain,
                              np.nan if lr is None else lr])
+        if self.seg_scorer is not None and self.dist.is_main and self.seg_scorer.due():
+            self._score_segmentation(i)
         if c.target == 'malis' and hasattr(self, 'malisPreviewSlice') and self.dist.is_main:
             self.malisPreviewSlice(self.last_batch, name=i)
         self._saveLast()
         if plotter is not None and i > 30:
-            plotter.submit(self.timeline, self.history, self.CG_timeline, self.errors, c.save_name, self.save_path)
+            plotter.submit(self.timeline, self.history, self.CG_timeline, self.errors, c.save_name, self.save_path,
+                           segmentation=self.segmentation if self.seg_scorer is not None else None)
         if c.print_status:
             print(self._status())
 
@@ -898,7 +931,8 @@ class Trainer:
             plotter.close()
         if c.plot_on and self.timeline and self.dist.is_main:
             plotting.plotInfo(self.timeline, self.history, self.CG_timeline, self.errors, c.save_name,
-                              self.save_path, save_history=False)
+                              self.save_path, save_history=False,
+                              segmentation=self.segmentation if self.seg_scorer is not None else None)
         print('End of Training')
         print('#' * 60 + '\n' + '#' * 60 + '\n')
 
