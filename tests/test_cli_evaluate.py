@@ -147,3 +147,25 @@ def test_module_runs_with_help():
     assert result.returncode == 0
     assert 'elektronn-evaluate' in result.stdout and 'H(SEG | GT) in bits' in result.stdout
     assert 'examples:' in result.stdout and '--gt-boundary' in result.stdout
+
+
+def test_recorded_axes_are_brought_to_zxy(tmp_path, capsys):
+    """An HDF5 prediction of the xyz layout (class, x, y, z) and labels (x, y, z), as elektronn-predict and
+    elektronn-segment write them, score as their (z, x, y) versions."""
+    arrays = make_volumes()
+    path = tmp_path / 'xyz.h5'
+    with h5py.File(path, 'w') as f:
+        f['seg'] = arrays['seg'].transpose(1, 2, 0)
+        f['seg'].attrs['axes'] = '(x, y, z)'
+        f['prob'] = arrays['prob2'].transpose(0, 2, 3, 1)
+        f['prob'].attrs['axes'] = '(class, x, y, z)'
+        f['membrane'] = arrays['membrane']
+    out = tmp_path / 'r.json'
+    assert main(['%s:seg' % path, '%s:membrane' % path, '--gt-boundary', '--2d', '--boundary', '%s:prob' % path,
+                 '--json', str(out)]) == 0
+    got = json.load(open(out))
+    gt = gt_segmentation_from_boundaries(arrays['membrane'], two_d=True)
+    expected = evaluate(arrays['seg'], gt, boundary=arrays['prob2'][1], gt_boundary=arrays['membrane'], two_d=True)
+    assert got['segmentation']['voi_split'] == pytest.approx(expected['segmentation']['voi_split'])
+    assert got['segmentation']['rand_error'] == pytest.approx(expected['segmentation']['rand_error'])
+    assert got['boundary']['f1'] == pytest.approx(expected['boundary']['f1'])

@@ -34,7 +34,9 @@ metrics (voxels with GT label 0 are not scored; SEG label 0 is an ordinary segme
 
 files:
   .h5/.hdf5: HDF5 (h5py), .zarr: Zarr stores; give file.h5:key or store.zarr:key. Volumes are
-  (z, x, y). PROB may be (class, z, x, y): --channel picks the membrane class (default 1).
+  (z, x, y), or any order recorded in their 'axes' attribute (elektronn-predict and
+  elektronn-segment outputs, e.g. an HDF5 prediction (class, x, y, z) of the xyz layout).
+  PROB may be (class, z, x, y): --channel picks the membrane class (default 1).
   uint8 probabilities are divided by 255. With --gt-boundary, GT is a 0/1 membrane map
   (1 = membrane, as ISBI 2012's barrier): its connected non-membrane regions (per section with
   --2d) are the GT objects, and the map itself is the truth of the boundary pixel scores.
@@ -106,6 +108,7 @@ class _Inputs:
             for what, spec in (('SEG', args.seg), ('GT', args.gt), ('PROB', args.boundary), ('RAW', args.raw)):
                 if spec is not None:
                     self.volumes[what] = open_volume(spec, what=what)
+            self.orders = {what: _zxy_order(vol) for what, vol in self.volumes.items()}
             self._check()
             self.arrays = {what: self._read(what) for what in self.volumes}
         finally:
@@ -115,13 +118,18 @@ class _Inputs:
     def name(self, what):
         return '%s %s' % (what, getattr(self.args, {'PROB': 'boundary'}.get(what, what.lower())))
 
+    def shape(self, what):
+        """The shape of a volume in (z, x, y) order (see :func:`_zxy_order`)."""
+        shape = self.volumes[what].shape
+        return tuple(shape[a] for a in self.orders[what]) if self.orders[what] else shape
+
     def _check(self):
         vols, args = self.volumes, self.args
-        shape = vols['SEG'].shape
+        shape = self.shape('SEG')
         for what in ('GT', 'RAW'):
-            if what in vols and vols[what].shape != shape:
+            if what in vols and self.shape(what) != shape:
                 raise ValueError('%s has shape %s but %s has shape %s: both must be the same (z, x, y) volume'
-                                 % (self.name('SEG'), shape, self.name(what), vols[what].shape))
+                                 % (self.name('SEG'), shape, self.name(what), self.shape(what)))
         for what in ('SEG',) + (() if args.gt_boundary else ('GT',)):
             dtype = vols[what].dtype
             if dtype.kind not in 'iu':
@@ -130,30 +138,46 @@ class _Inputs:
                     hint += ' (a 0/1 membrane map? add --gt-boundary)'
                 raise ValueError('%s must hold integer labels, got %s%s' % (self.name(what), dtype, hint))
         if 'PROB' in vols:
-            prob = vols['PROB']
+            prob, prob_shape = vols['PROB'], self.shape('PROB')
             if prob.ndim == len(shape) + 1:
                 self.channel = 1 if args.channel is None else args.channel
-                if not 0 <= self.channel < prob.shape[0]:
+                if not 0 <= self.channel < prob_shape[0]:
                     raise ValueError('--channel %i is out of range: %s has %i channels (shape %s); give --channel '
-                                     '0..%i' % (self.channel, self.name('PROB'), prob.shape[0], prob.shape,
-                                                prob.shape[0] - 1))
+                                     '0..%i' % (self.channel, self.name('PROB'), prob_shape[0], prob_shape,
+                                                prob_shape[0] - 1))
             elif prob.ndim == len(shape):
                 if args.channel is not None:
                     raise ValueError('--channel %i given, but %s has no channel axis (shape %s)'
-                                     % (args.channel, self.name('PROB'), prob.shape))
+                                     % (args.channel, self.name('PROB'), prob_shape))
             else:
                 raise ValueError('%s has shape %s: give (z, x, y) or (class, z, x, y) probabilities for SEG of '
-                                 'shape %s' % (self.name('PROB'), prob.shape, shape))
-            if prob.shape[-len(shape):] != shape:
+                                 'shape %s' % (self.name('PROB'), prob_shape, shape))
+            if prob_shape[-len(shape):] != shape:
                 raise ValueError('%s has shape %s but %s has shape %s: both must be the same (z, x, y) volume'
-                                 % (self.name('SEG'), shape, self.name('PROB'), prob.shape[-len(shape):]))
+                                 % (self.name('SEG'), shape, self.name('PROB'), prob_shape[-len(shape):]))
             if prob.dtype != np.uint8 and prob.dtype.kind != 'f':
                 raise ValueError('%s must hold probabilities (floats in [0, 1], or uint8 = p * 255), got %s'
                                  % (self.name('PROB'), prob.dtype))
 
     def _read(self, what):
-        vol = self.volumes[what]
-        return vol[self.channel] if what == 'PROB' and self.channel is not None else vol.read()
+        values = self.volumes[what].read()
+        if self.orders[what]:
+            values = values.transpose(self.orders[what])
+        return values[self.channel] if what == 'PROB' and self.channel is not None else values
+
+
+def _zxy_order(volume):
+    """The axis permutation to ``((class,) z, x, y)`` of a volume whose ``axes`` attribute records its order
+    (written by elektronn-predict and elektronn-segment, e.g. ``'(class, x, y, z)'``), or ``None``: taken as it is."""
+    recorded = volume.attrs.get('axes')
+    if not isinstance(recorded, str):
+        return None
+    from elektronn.segmentation.volume_segmentation import MapLayout, SegmentationError
+    try:
+        axes = MapLayout.parse(recorded, volume.ndim, volume.name).axes
+    except SegmentationError:
+        return None
+    return tuple(axes.index(n) for n in 'czxy' if n in axes)
 
 
 def _run(args):
