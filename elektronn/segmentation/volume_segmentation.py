@@ -194,8 +194,8 @@ class _State:
 class _SegmentationTask(BlockTask):
     """One pass over the blocks (see the module docstring); ``stage`` is ``'fragments'``, ``'match'`` or ``'relabel'``."""
 
-    def __init__(self, job, stage, threads=None):
-        super().__init__(threads)
+    def __init__(self, job, stage):
+        super().__init__()
         self.job, self.stage = job, stage
 
     def open(self):
@@ -348,7 +348,7 @@ def _final_mapping(sizes, pairs, min_size, dtype):
 # ----------------------------------------------------------------------------------------------------
 def segment_volume(input_spec, output_spec, segmenter=None, channel=None, axes=None, block_shape=None, halo=None,
                    memory_gb=DEFAULT_MEMORY_GB, face_overlap=0.5, resume=False, overwrite=False, client=None,
-                   threads=None, show_progress=True, progress_interval=None):
+                   show_progress=True, progress_interval=None):
     """Segment the probability map ``input_spec`` into the label volume ``output_spec``, block by block.
 
     Args:
@@ -367,7 +367,6 @@ def segment_volume(input_spec, output_spec, segmenter=None, channel=None, axes=N
         resume: Continue an interrupted segmentation into ``output_spec``.
         overwrite: Replace an existing output.
         client: A ``distributed.Client``: run the blocks on its workers (Zarr output).
-        threads: Unused by the watershed itself; kept for the worker setup.
         show_progress, progress_interval: The progress bars (see :func:`~elektronn.inference.runners.run_blocks`).
 
     Returns:
@@ -380,7 +379,7 @@ def segment_volume(input_spec, output_spec, segmenter=None, channel=None, axes=N
     """
     try:
         return _segment_volume(input_spec, output_spec, segmenter, channel, axes, block_shape, halo, memory_gb,
-                               face_overlap, resume, overwrite, client, threads, show_progress, progress_interval)
+                               face_overlap, resume, overwrite, client, show_progress, progress_interval)
     except volumes.VolumeError as e:
         raise SegmentationError(str(e)) from None
     except BlockRunError as e:
@@ -398,7 +397,7 @@ def _spec(spec, what, default_key=None):
 
 
 def _segment_volume(input_spec, output_spec, segmenter, channel, axes, block_shape, halo, memory_gb, face_overlap,
-                    resume, overwrite, client, threads, show_progress, progress_interval):
+                    resume, overwrite, client, show_progress, progress_interval):
     t0 = time.time()
     if resume and overwrite:
         raise SegmentationError('resume and overwrite exclude each other')
@@ -451,7 +450,7 @@ def _segment_volume(input_spec, output_spec, segmenter, channel, axes, block_sha
     if status == 'fragments':
         todo = _todo(job, 'fragments')
         if todo:
-            stats = run_blocks(_SegmentationTask(job, 'fragments', threads), todo, what='Fragments', verb='segmented',
+            stats = run_blocks(_SegmentationTask(job, 'fragments'), todo, what='Fragments', verb='segmented',
                                **run)
             seconds['fragments_seconds'] = stats['seconds']
         sizes, pairs = [None] * plan.n_blocks, []
@@ -460,14 +459,14 @@ def _segment_volume(input_spec, output_spec, segmenter, channel, axes, block_sha
             sizes[result['number']] = result['sizes']
             pairs.append(result['pairs'])
 
-        stats = run_blocks(_SegmentationTask(job, 'match', threads), list(plan.blocks()), what='Matching faces',
+        stats = run_blocks(_SegmentationTask(job, 'match'), list(plan.blocks()), what='Matching faces',
                            verb='matched', on_result=collect, **run)
         seconds['match_seconds'] = stats['seconds']
         offsets, mapping, n_segments = _final_mapping(sizes, pairs, segmenter.min_size, np.dtype(segmenter.dtype))
         _store_mapping(job, offsets, mapping, n_segments)
     todo = _todo(job, 'relabel')
     if todo:
-        stats = run_blocks(_SegmentationTask(job, 'relabel', threads), todo, what='Relabelling', verb='relabelled',
+        stats = run_blocks(_SegmentationTask(job, 'relabel'), todo, what='Relabelling', verb='relabelled',
                            **run)
         seconds['relabel_seconds'] = stats['seconds']
     n_segments = _finish(job)
