@@ -25,7 +25,8 @@ def atomic_write(path, mode='wb'):
     """Open a temporary file next to ``path`` and move it onto ``path`` only when the block succeeds.
 
     A crash or an exception inside the block leaves an existing ``path`` untouched, so a file
-    that a user depends on (parameters, histories, configs) is never half-written.
+    that a user depends on (parameters, histories, configs) is never half-written. The data are on
+    the disk before the rename, and the rename is before returning (see :func:`_durable_replace`).
 
     Yields:
         The open file object (``mode`` is ``'wb'`` or ``'w'``).
@@ -39,7 +40,7 @@ def atomic_write(path, mode='wb'):
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _durable_replace(tmp, path, synced=True)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -62,11 +63,34 @@ def atomic_path(path):
     try:
         os.chmod(tmp, _FILE_MODE)
         yield tmp
-        os.replace(tmp, path)
+        _durable_replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _fsync_path(path, directory=False):
+    fd = os.open(path, os.O_RDONLY | (getattr(os, 'O_DIRECTORY', 0) if directory else 0))
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a directory; the rename itself is atomic
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
+
+
+def _durable_replace(tmp, path, synced=False):
+    """Move the finished ``tmp`` onto ``path`` so that a power cut leaves the old or the new file, whole.
+
+    The file's data reach the disk before the rename (else a journalling file system may commit the
+    rename first and leave an empty file), and the folder's entry after it.
+    """
+    if not synced:
+        _fsync_path(tmp)
+    os.replace(tmp, path)
+    _fsync_path(os.path.dirname(os.path.abspath(path)), directory=True)
 
 
 def _clock(seconds):
