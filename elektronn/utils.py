@@ -70,6 +70,14 @@ def atomic_path(path):
         raise
 
 
+def available_cores():
+    """CPU cores this process may use (its affinity mask, e.g. a cluster job's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _fsync_path(path, directory=False):
     fd = os.open(path, os.O_RDONLY | (getattr(os, 'O_DIRECTORY', 0) if directory else 0))
     try:

@@ -16,6 +16,14 @@ print_status = True
 # Device when elektronn-train gets no --gpu: False (CPU), 'auto' (a free GPU or the CPU) or a GPU
 # index.
 device = False
+# Random seed: None (fresh entropy for every run) or an integer >= 0 from which the initial
+# weights, the data sampling, augmentation, dropout and the streams of the background processes
+# follow. Without background_processes two CPU runs with the same seed are bit-identical; with them
+# each worker draws the same batches, but which worker delivers the next batch depends on timing.
+seed = None
+# PyTorch threads for training on the CPU: None (the cores minus the background processes, at least
+# 1) or a number >= 1.
+torch_threads = None
 # Hours between permanent parameter snapshots (<save_name>-<hours>h.param).
 param_save_h = 1.0
 # Hours until the first preview prediction.
@@ -27,7 +35,9 @@ prev_save_h = 3.0
 # (*) Name of the run: folder name and prefix of every file it writes.
 save_name = 'Test'
 save_path += save_name + '/'
-# Replace an existing save directory of an earlier run (True) or stop with an error (False).
+# Start afresh in the save directory: an earlier run there is moved aside to
+# <save_path>.old-<date>-<time>/ (True), or the run stops with an error (False). Nothing is
+# deleted.
 overwrite = True
 # Parameter file to initialise the weights from (adaptive loading: matching layers are loaded,
 # differing shapes are fitted), or None.

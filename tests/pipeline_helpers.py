@@ -49,6 +49,17 @@ PREDICTION_RUN = dict(
 )
 
 
+#: A tiny 3D img-img run on the synthetic EM cubes of the ``em_folder`` fixture (set data_path and label_path to
+#: it); cube 1 validates.
+TINY_EM_RUN = dict(
+    save_name='em', n_dim=3, desired_input=[21, 21, 5], filters=[[2, 2, 1], [3, 3, 3]], pool=[[2, 2, 1], [1, 1, 1]],
+    nof_filters=[4, 4], batch_size=1, mode='img-img', n_lab=2, d_files=[('raw_0.h5', 'raw'), ('raw_1.h5', 'raw')],
+    l_files=[('barrier_int16_0.h5', 'lab'), ('barrier_int16_1.h5', 'lab')], valid_cubes=[1], anisotropic_data=True,
+    n_steps=6, max_runtime=600, monitor_batch_size=2, history_freq=[3], plot_on=False, background_processes=False,
+    SGD_params=dict(LR=0.01, momentum=0.9),
+)
+
+
 def quiet(fn, *args, **kwargs):
     """``fn(*args, **kwargs)`` with its printouts swallowed."""
     with contextlib.redirect_stdout(io.StringIO()):

@@ -244,5 +244,5 @@ def test_gpu_auto_falls_back_to_the_cpu(tmp_path, monkeypatch, capsys):
     if torch.cuda.is_available():
         pytest.skip('a GPU is present')
     monkeypatch.setenv('HOME', str(tmp_path))
-    Config(write_config(tmp_path), gpu='auto')
+    Config(write_config(tmp_path), gpu='auto').init_device()
     assert 'No free GPU found, using the CPU' in capsys.readouterr().out

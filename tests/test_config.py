@@ -28,7 +28,7 @@ def make(tmp_path, **values):
 
 def test_master_defaults_hold_every_documented_parameter():
     d = cfg.master_defaults()
-    assert len(d) == len(cfg.MASTER_PARAMS) == 67
+    assert len(d) == len(cfg.MASTER_PARAMS) == 69
     assert d['history_freq'] == [500] and d['desired_input'] == 100 and d['LR_decay'] == 0.993
     assert d['save_path'] == '~/CNN_Training/Test/' and d['batch_size'] == 1 and d['n_steps'] == 10 ** 12
     assert d['CG_params'] == dict(n_steps=4, alpha=0.35, beta=0.75, max_step=0.02, min_step=8e-5)
@@ -192,54 +192,65 @@ def test_missing_mandatory_names_only_warn(tmp_path, capsys):
     assert c.dimensions is None and c.patch_size is None
 
 
-# -- save directory ------------------------------------------------------------------------------
+# -- save directory (more in test_save_dir.py) ---------------------------------------------------------
 def test_save_directory_backup(tmp_path):
     script = tmp_path / 'driver.py'
     script.write_text('# driver')
     c = Config(write_config(tmp_path), trainer_file=str(script), init_device=False)
+    assert not os.path.exists(c.save_path)  # reading a config creates nothing
+    assert c.prepare_save_dir() == c.save_path
     backup = os.path.join(c.save_path, 'Backup')
     assert open(os.path.join(backup, 'config.py')).read() == open(c.config_file).read()
     assert open(os.path.join(backup, 'elektronn-train')).read() == '# driver'
     assert os.stat(os.path.join(backup, 'config.py')).st_mode & 0o777 == 0o755
 
 
-def test_overwrite_replaces_only_earlier_runs(tmp_path, capsys):
+def test_overwrite_moves_only_earlier_runs_aside(tmp_path, capsys):
     path = write_config(tmp_path)
     c = Config(path, trainer_file=None, init_device=False)
+    c.prepare_save_dir()
     marker = os.path.join(c.save_path, 'old.txt')
     open(marker, 'w').write('old run')
-    Config(path, init_device=False)
-    assert not os.path.exists(marker) and 'Overwriting existing save directory' in capsys.readouterr().out
+    Config(path, init_device=False).prepare_save_dir()
+    assert not os.path.exists(marker) and 'Moved the earlier run in' in capsys.readouterr().out
+    aside = [n for n in os.listdir(tmp_path) if n.startswith('run.old-')]
+    assert len(aside) == 1 and (tmp_path / aside[0] / 'old.txt').read_text() == 'old run'
+    c = Config(write_config(tmp_path, overwrite=False), init_device=False)
     with pytest.raises(ConfigError, match='already exists and overwrite is False'):
-        Config(write_config(tmp_path, overwrite=False), init_device=False)
-    # a folder that is not a save directory of a run is never deleted
+        c.prepare_save_dir()
+    # a folder that is not a save directory of a run is never moved or deleted
     other = tmp_path / 'mydata'
     other.mkdir()
     (other / 'precious.h5').write_text('data')
+    c = Config(write_config(tmp_path, save_path=str(other) + '/'), init_device=False)
     with pytest.raises(ConfigError, match="was not made by an ELEKTRONN run .* Did you forget save_path"):
-        Config(write_config(tmp_path, save_path=str(other) + '/'), init_device=False)
-    assert (other / 'precious.h5').exists()
+        c.prepare_save_dir()
+    assert (other / 'precious.h5').exists() and not os.path.exists(str(other) + '.old-')
 
 
-def test_never_deletes_working_or_home_directory(tmp_path, _home, monkeypatch):
+def test_never_moves_working_or_home_directory(tmp_path, _home, monkeypatch):
     (_home / 'Backup').mkdir()
+    c = Config(write_config(tmp_path, save_path='~/'), init_device=False)
     with pytest.raises(ConfigError, match='is \\(or contains\\) the working or home directory'):
-        Config(write_config(tmp_path, save_path='~/'), init_device=False)
+        c.prepare_save_dir()
     work = tmp_path / 'work'
     (work / 'Backup').mkdir(parents=True)
     monkeypatch.chdir(work)
+    c = Config(write_config(tmp_path, save_path='./'), init_device=False)
     with pytest.raises(ConfigError, match='is \\(or contains\\) the working or home directory'):
-        Config(write_config(tmp_path, save_path='./'), init_device=False)
+        c.prepare_save_dir()
     assert (work / 'Backup').is_dir() and (_home / 'Backup').is_dir()
 
 
 def test_use_existing_dir_touches_nothing(tmp_path):
     path = write_config(tmp_path)
     c = Config(path, init_device=False)
+    c.prepare_save_dir()
     marker = os.path.join(c.save_path, 'keep.txt')
     open(marker, 'w').write('x')
-    Config(path, use_existing_dir=True, override_MFP_to_active=True, init_device=False)
-    assert os.path.exists(marker)
+    before = sorted(os.listdir(tmp_path))
+    Config(path, use_existing_dir=True, override_MFP_to_active=True, init_device=False).prepare_run()
+    assert os.path.exists(marker) and sorted(os.listdir(tmp_path)) == before
 
 
 def test_override_mfp_and_imposed_input(tmp_path):
@@ -254,8 +265,11 @@ def test_class_weights_become_float32(tmp_path):
 
 
 def test_device_selection(tmp_path, capsys):
-    Config(write_config(tmp_path), gpu='false')
-    assert 'Using the CPU' in capsys.readouterr().out
+    c = Config(write_config(tmp_path), gpu='false')
+    assert 'Using the CPU' not in capsys.readouterr().out  # selected when asked for, once
+    assert c.init_device().type == 'cpu' and c.init_device().type == 'cpu'
+    assert capsys.readouterr().out.count('Using the CPU') == 1
+    assert Config(write_config(tmp_path), gpu='false', init_device=False).init_device() is None
 
 
 # -- generated documents ---------------------------------------------------------------------------

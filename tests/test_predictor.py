@@ -3,9 +3,11 @@ elektronn-profile."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
+import time
 
 import h5py
 import numpy as np
@@ -15,7 +17,7 @@ from elektronn.cli import predict as predict_cli
 from elektronn.net.convnet import MixedConvNN
 from elektronn.cli import profile as profile_cli
 from elektronn.training.config import Config
-from elektronn.training.predictor import create_predncnn, locate_run, profile_shapes
+from elektronn.training.predictor import create_predncnn, locate_run, newest_params, profile_shapes
 
 from pipeline_helpers import PREDICTION_RUN, make_prediction_run, quiet, write_config
 
@@ -65,7 +67,8 @@ def test_create_predncnn_param_file_and_errors(run, tmp_path):
     with pytest.raises(FileNotFoundError, match=r'parameter file .*none.param does not exist'):
         quiet(create_predncnn, run['config'], 1, 2, gpu=False, param_file=str(tmp_path / 'none.param'))
     empty = write_config(tmp_path, base=PREDICTION_RUN, save_path=str(tmp_path / 'empty') + '/', data_path='/nowhere/')
-    with pytest.raises(FileNotFoundError, match=r'empty/tiny-LAST.param does not exist \(has the run saved'):
+    with pytest.raises(FileNotFoundError, match=r'the save directory .*empty/ does not exist; has the run saved '
+                                                r'parameters yet\? \(give param_file otherwise\)'):
         quiet(create_predncnn, empty, 1, 2, gpu=False)  # the training data need not exist, the parameters must
     with pytest.raises(FileNotFoundError, match='is not the save directory of a training run'):
         locate_run(str(tmp_path))
@@ -89,6 +92,86 @@ def test_imposed_input_size_is_used_exactly_with_mfp_everywhere(run, capsys):
     assert rule.patch_size[1] == 12  # smaller than the field of view: the smallest size of the MFP rule
 
 
+# -- the trained parameters: the newest complete file ---------------------------------------------
+def copy_of_run(run, tmp_path, keep, ages=None):
+    """A copy of the run's save directory with only the parameter files ``keep`` (``tiny-LAST.param``,
+    ``tiny_end.param`` or a snapshot name, copied from ``tiny_end.param`` when the run has no such file);
+    ``ages``: ``{name: seconds before now}`` for their modification times."""
+    folder = tmp_path / 'copy'
+    shutil.copytree(run['save_dir'], folder, ignore=shutil.ignore_patterns('*.param', '*.state.h5'))
+    now = time.time()
+    for name in keep:
+        source = os.path.join(run['save_dir'], name)
+        shutil.copy(source if os.path.exists(source) else os.path.join(run['save_dir'], 'tiny_end.param'),
+                    folder / name)
+        age = (ages or {}).get(name, 0)
+        os.utime(folder / name, (now - age, now - age))
+    return str(folder) + '/'
+
+
+def test_the_newest_parameter_file_is_used(run, tmp_path, capsys):
+    # a run that finished: _end is newer than -LAST (and the snapshots)
+    folder = copy_of_run(run, tmp_path, ['tiny-LAST.param', 'tiny_end.param', 'tiny-1.0h.param', 'tiny-2.0h.param'],
+                         ages={'tiny-LAST.param': 60, 'tiny-1.0h.param': 7200, 'tiny-2.0h.param': 3600})
+    assert newest_params(folder, 'tiny') == folder + 'tiny_end.param'
+    assert 'Using parameters %stiny_end.param (newest of: tiny_end.param, tiny-LAST.param, tiny-2.0h.param, ' \
+           'tiny-1.0h.param)' % folder in capsys.readouterr().out
+    # a run resumed after it finished: -LAST is newer
+    os.utime(os.path.join(folder, 'tiny_end.param'), (time.time() - 120, time.time() - 120))
+    assert newest_params(folder, 'tiny') == folder + 'tiny-LAST.param'
+    # the same time: _end, then -LAST
+    t = time.time()
+    for name in ('tiny_end.param', 'tiny-LAST.param'):
+        os.utime(os.path.join(folder, name), (t, t))
+    assert newest_params(folder, 'tiny') == folder + 'tiny_end.param'
+    with pytest.raises(FileNotFoundError, match=r'no parameter file in the save directory .*copy/ \(looked for '
+                                                r'other_end.param, other-LAST.param and other-<hours>h.param\)'):
+        newest_params(folder, 'other')
+
+
+def test_without_last_file_the_end_file_is_used(run, tmp_path, capsys):
+    # history_freq = 0: no -LAST.param, only the snapshots and _end
+    folder = copy_of_run(run, tmp_path, ['tiny_end.param', 'tiny-1.0h.param'], ages={'tiny-1.0h.param': 600})
+    cnn = quiet(create_predncnn, folder, 1, 2, gpu=False)
+    for a, b in zip(params_of(cnn), params_of(run['cnn'])):
+        np.testing.assert_array_equal(a, b)
+    out = tmp_path / 'out.h5'
+    assert predict_cli.main([folder, '%s:raw' % (run['folder'] / 'raw.h5'), str(out), '--block-shape', '40,40,12']) == 0
+    assert 'Using parameters %stiny_end.param (newest of: tiny_end.param, tiny-1.0h.param)' % folder \
+        in capsys.readouterr().out
+    with h5py.File(out, 'r') as f:
+        assert json.loads(f['prob'].attrs['elektronn_prediction'])['param_file'] == folder + 'tiny_end.param'
+
+
+def test_an_incomplete_newest_file_is_skipped_with_a_warning(run, tmp_path, capsys):
+    folder = copy_of_run(run, tmp_path, ['tiny_end.param', 'tiny-LAST.param'], ages={'tiny-LAST.param': 60})
+    end = os.path.join(folder, 'tiny_end.param')
+    with open(end, 'r+b') as f:  # truncated (e.g. a full disk)
+        f.truncate(os.path.getsize(end) // 2)
+    assert newest_params(folder, 'tiny') == folder + 'tiny-LAST.param'
+    out = capsys.readouterr().out
+    assert 'WARNING: skipping %s: not a complete parameter file' % end in out
+    assert 'Using parameters %stiny-LAST.param (newest of: tiny_end.param, tiny-LAST.param)' % folder in out
+    # none complete: the error names them
+    os.remove(os.path.join(folder, 'tiny-LAST.param'))
+    with pytest.raises(FileNotFoundError, match=r'no complete parameter file in the save directory .*copy/ \(looked for '
+                                                r'tiny_end.param, tiny-LAST.param and tiny-<hours>h.param; unreadable: '
+                                                r'tiny_end.param \(.*\)\); has the run saved parameters yet\?'):
+        quiet(newest_params, folder, 'tiny')
+
+
+def test_predict_without_parameters_names_what_it_looked_for(run, tmp_path, capsys):
+    folder = copy_of_run(run, tmp_path, [])
+    assert predict_cli.main([folder, '%s:raw' % (run['folder'] / 'raw.h5'), str(tmp_path / 'out.h5')]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('elektronn-predict: error: no parameter file in the save directory %s (looked for '
+                          'tiny_end.param, tiny-LAST.param and tiny-<hours>h.param); has the run saved parameters '
+                          'yet? (give --params otherwise)' % folder)
+    # --params still overrides
+    assert predict_cli.main([folder, '%s:raw' % (run['folder'] / 'raw.h5'), str(tmp_path / 'out.h5'), '--params',
+                             os.path.join(run['save_dir'], 'tiny-LAST.param')]) == 0
+
+
 # -- elektronn-predict -----------------------------------------------------------------------------
 def predict(*args):
     return quiet(predict_cli.main, [str(a) for a in args])
@@ -104,7 +187,7 @@ def test_cli_predict_equals_predict_dense(run, tmp_path, capsys):
     expected = run['cnn'].predictDense(run['raw'][None], pad_raw=True, as_uint8=True, show_progress=False)
     assert got.shape == expected.shape == (2, 40, 40, 12) and got.dtype == np.uint8
     assert np.abs(got.astype(int) - expected).max() <= 1  # truncation of floats equal to ~1e-7
-    assert info['param_file'] == os.path.join(run['save_dir'], 'tiny-LAST.param')
+    assert info['param_file'] == os.path.join(run['save_dir'], 'tiny_end.param')  # the newest
     assert info['origin_zxy'] == [0, 0, 0] and info['block_zxy'] == [4, 13, 9]
     # the default budget gives one block here; float32 output without padding
     assert predict(run['config'], '%s:raw' % (run['folder'] / 'raw.h5'), '%s:p2' % out) == 0
@@ -128,7 +211,7 @@ def test_cli_errors(run, tmp_path, capsys):
         ((run['save_dir'], raw + ':nokey', out), r"raw.h5 has no dataset 'nokey' \(it has: raw\)"),
         ((run['save_dir'], raw, out), r"input '.*raw.h5': give the HDF5 file and the dataset as file.h5:key"),
         ((run['save_dir'], '%s:two' % (tmp_path / 'in.h5'), out),
-         r'in.h5:two has 2 channel\(s\) \(layout xyz\) but the network of .*tiny-LAST.param was trained on 1'),
+         r'in.h5:two has 2 channel\(s\) \(layout xyz\) but the network of .*tiny_end.param was trained on 1'),
         ((run['save_dir'], '%s:small' % (tmp_path / 'in.h5'), out),
          r'in.h5:small has the spatial shape \(30, 10, 8\) \(x, y, z\) but the field of view of the network is '
          r'\(11, 11, 3\)'),

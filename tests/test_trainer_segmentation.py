@@ -9,17 +9,10 @@ from elektronn.training.config import Config, ConfigError
 from elektronn.training.segmentation_scores import ValidSegmentationScorer, normalise_settings
 from elektronn.training.trainer import Trainer
 
-from pipeline_helpers import quiet, resumed_trainer, write_config
+from pipeline_helpers import TINY_EM_RUN, quiet, resumed_trainer, write_config
 
-#: A tiny 3D net on synthetic EM cubes; cube 1 validates.
-RUN = dict(
-    save_name='segrun', n_dim=3, desired_input=[21, 21, 5], filters=[[2, 2, 1], [3, 3, 3]], pool=[[2, 2, 1], [1, 1, 1]],
-    nof_filters=[4, 4], batch_size=1, mode='img-img', n_lab=2, d_files=[('raw_0.h5', 'raw'), ('raw_1.h5', 'raw')],
-    l_files=[('barrier_int16_0.h5', 'lab'), ('barrier_int16_1.h5', 'lab')], valid_cubes=[1], anisotropic_data=True,
-    n_steps=6, max_runtime=600, monitor_batch_size=2, history_freq=[3], plot_on=True, background_processes=False,
-    SGD_params=dict(LR=0.01, momentum=0.9), valid_segmentation_metrics=dict(two_d=True, min_seed_distance=2),
-)
-
+RUN = dict(TINY_EM_RUN, save_name='segrun', plot_on=True,
+           valid_segmentation_metrics=dict(two_d=True, min_seed_distance=2))
 
 pytestmark = pytest.mark.usefixtures('one_thread_home')
 

@@ -107,12 +107,14 @@ def _parser():
         prog='elektronn-predict', formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
         description='Predict class probabilities of a volume in an HDF5 file or Zarr store, block by block, with a '
                     'trained network, in this process or on a Dask cluster.')
-    p.add_argument('run', help='save directory of the training run (its Backup/config.py and <save_name>-LAST.param), '
+    p.add_argument('run', help='save directory of the training run (its Backup/config.py and the newest of its '
+                               '<save_name>_end.param, -LAST.param and -<h>h.param), '
                                'or a training config file')
     p.add_argument('input', help='raw data as file.h5:key or store.zarr:key')
     p.add_argument('output', help="output as file.h5:key or out.zarr:key (without a key: 'prob'); the file or store is "
                                   'created if needed')
-    p.add_argument('--params', metavar='FILE', help='parameter file (default: <save_name>-LAST.param of the run)')
+    p.add_argument('--params', metavar='FILE', help='parameter file (default: the newest of <save_name>_end.param, '
+                                                    '-LAST.param and -<h>h.param of the run)')
     p.add_argument('--layout', choices=('xyz', 'zxy'), help="axis order of the input (default: the run's "
                                                             "zchxy_order, i.e. xyz unless it is set)")
     p.add_argument('--pad-raw', action='store_true', help='mirror-pad the input so that the output has its shape')

@@ -18,8 +18,11 @@ __all__ = ['main', 'find_config']
 _EPILOG = """\
 what happens:
   The config (a Python file, see examples/config_template.py) is read on top of the master
-  defaults and ~/.elektronn.config, checked, and copied to <save_path>/Backup/. The data and the
-  network are built and trained; the process works inside the save directory, which receives
+  defaults and ~/.elektronn.config and checked; the data and the network are built. Only then the
+  save directory is made and the config copied to <save_path>/Backup/: with overwrite = True an
+  earlier run there is moved aside to <save_path>.old-<date>-<time>/ (never deleted); with
+  overwrite = False the run stops. A config or data error leaves an earlier run untouched.
+  The network is trained; the process works inside the save directory, which receives
   <save_name>.log (everything printed), <save_name>.history.csv, the plots <save_name>.Errors.png,
   .history.png and .timeline.png, <save_name>-LAST.param at every history step, hourly
   <save_name>-<h>h.param snapshots and <save_name>_end.param at the end.
@@ -217,7 +220,7 @@ def _train_one(args, tee, ctx):
             config_file, save_dir = _resume_config(os.path.expanduser(args.config))
         else:
             config_file, save_dir = find_config(args.config), None
-        config = _make_config(config_file, args, save_dir, distributed=ctx.world_size > 1)
+        config = _make_config(config_file, args, save_dir, ctx)
     except (ConfigError, FileNotFoundError) as e:
         print('elektronn-train: error: %s' % e, file=sys.stderr)
         return 2, False
@@ -227,53 +230,63 @@ def _train_one(args, tee, ctx):
         print("elektronn-train: error: %s: parameter 'optimizer': %s" % (config.config_file, e), file=sys.stderr)
         return 2, False
     if ctx.world_size > 1:
-        error = _start_distributed(args, config)
-        if error is not None:
-            print('elektronn-train: error: %s' % error, file=sys.stderr)
-            return 2, True
+        _start_distributed(args, config)
+    else:
+        config.init_device()
     return _run(args, tee, config)
 
 
 def _start_distributed(args, config):
     """Join torchrun's process group (NCCL on ``cuda:LOCAL_RANK`` when the run asks for a GPU, else
-    gloo), select the device; rank 0 makes the save directory. Returns an error message or ``None``
-    (the same on every rank)."""
+    gloo) and select the device of this rank."""
     import torch
     from elektronn.net.device import initGPU, parse_gpu
     from elektronn.training import distributed
-    from elektronn.training.config import ConfigError
     choice = parse_gpu(config.device if args.gpu is None else args.gpu)
     cuda = choice != 'cpu' and (choice != 'auto' or torch.cuda.is_available())
     ctx = distributed.setup(cuda=cuda)
     initGPU(ctx.device)
+
+
+def _prepare_save_dir(config, ctx):
+    """Make the save directory (rank 0; on the other ranks the config uses the existing one, so
+    this does nothing there). Returns rank 0's error message or ``None``, the same on every rank."""
+    from elektronn.training.config import ConfigError
     error = None
-    if ctx.is_main and not args.resume:
-        try:
-            config.backupScripts(os.path.abspath(__file__))
-        except (ConfigError, OSError) as e:
-            error = str(e)
+    try:
+        config.prepare_save_dir()
+    except (ConfigError, OSError) as e:
+        error = str(e)
     return ctx.broadcast(error)
 
 
 def _run(args, tee, config):
     """Train as configured (``tee``: the output copy to attach the log to, or ``None``).
 
+    The save directory is made (an earlier run moved aside) only after the data loaded and the
+    network was built, so that an error there leaves an earlier run untouched.
+
     Returns:
         ``(exit status, whether every rank ended the same way)`` (see :func:`_train_one`).
     """
-    if tee is not None:
-        tee.attach(os.path.join(config.save_path, config.save_name + '.log'))
-    os.chdir(config.save_path)  # the run works inside its save directory, as the original did
     from elektronn.training.config import ConfigError
+    from elektronn.training.cubes import DataKeyError
     from elektronn.training.trainer import Trainer
     from elektronn.training.workers import WorkerError
     trainer = Trainer(config)
     main = trainer.dist.is_main
     try:
         trainer.loadData()
+        trainer.createNet()
+        error = _prepare_save_dir(config, trainer.dist)
+        if error is not None:
+            print('elektronn-train: error: %s' % error, file=sys.stderr)
+            return 2, True
+        if tee is not None:  # the output so far is buffered: the log holds it too
+            tee.attach(os.path.join(config.save_path, config.save_name + '.log'))
+        os.chdir(config.save_path)  # the run works inside its save directory, as the original did
         if main:
             trainer.debugGetCNNBatch()
-        trainer.createNet()
         if args.resume:
             try:
                 trainer.resume()
@@ -283,24 +296,21 @@ def _run(args, tee, config):
             if main:
                 _backup_resumed_config(config)
         outcome = trainer.run()
-    except (ConfigError, WorkerError) as e:
+    except (ConfigError, DataKeyError, WorkerError) as e:
         print('elektronn-train: error: %s' % e, file=sys.stderr)
         return 1, False
     return 1 if outcome == 'diverged' else 0, True  # under DDP the ranks agree on how the run ends
 
 
-def _make_config(config_file, args, save_dir, distributed=False):
-    """The run's Config. ``distributed``: neither the save directory nor the device yet (see
-    :func:`_start_distributed`), so that every rank reads the config alike first."""
+def _make_config(config_file, args, save_dir, ctx):
+    """The run's Config (read and checked; nothing created yet). A resumed run uses its save
+    directory as it is; under torchrun the process group selects the device (see
+    :func:`_start_distributed`) and rank 0 alone makes the save directory."""
     from elektronn.training.config import Config, ConfigError
-    this_file = os.path.abspath(__file__)
-    if distributed:
-        config = Config(config_file, args.gpu, this_file, use_existing_dir=True, init_device=False)
-    elif not args.resume:
-        return Config(config_file, args.gpu, this_file)
-    else:
-        config = Config(config_file, args.gpu, this_file, use_existing_dir=True)
+    config = Config(config_file, args.gpu, os.path.abspath(__file__),
+                    use_existing_dir=args.resume or not ctx.is_main, init_device=ctx.world_size == 1)
     if not args.resume:
+        config.check_save_dir()  # every rank: a directory that may not be replaced stops all before the data load
         return config
     if save_dir is not None:
         config.save_path = save_dir  # the directory may have moved since the run started

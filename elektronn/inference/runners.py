@@ -25,6 +25,7 @@ import time
 import uuid
 
 from elektronn.inference.blocks import BlockPlan
+from elektronn.utils import available_cores
 
 __all__ = ['BlockTask', 'run_blocks', 'start_local_cluster', 'connect', 'cluster_client', 'available_cores',
            'worker_threads', 'BlockRunError', 'ClusterError']
@@ -67,14 +68,6 @@ class BlockTask:
 
     def close(self, state):
         """Release what :meth:`open` made."""
-
-
-def available_cores():
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 # ----------------------------------------------------------------------------------------------------

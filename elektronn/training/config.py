@@ -27,9 +27,9 @@ import builtins
 import copy
 import os
 import pprint
-import shutil
 import stat
 import sys
+import time
 import types
 from collections import namedtuple
 
@@ -378,6 +378,13 @@ MASTER_PARAMS = (
     _p('print_status', True, _S_SETUP, '', 'Print a status line at every history step.', _bool),
     _p('device', False, _S_SETUP, '', "Device when elektronn-train gets no --gpu: False (CPU), 'auto' (a free "
        'GPU or the CPU) or a GPU index.', _gpu),
+    _p('seed', None, _S_SETUP, '', 'Random seed: None (fresh entropy for every run) or an integer >= 0 from which '
+       'the initial weights, the data sampling, augmentation, dropout and the streams of the background processes '
+       'follow. Without background_processes two CPU runs with the same seed are bit-identical; with them each '
+       'worker draws the same batches, but which worker delivers the next batch depends on timing.',
+       _optional(_int(0))),
+    _p('torch_threads', None, _S_SETUP, '', 'PyTorch threads for training on the CPU: None (the cores minus the '
+       'background processes, at least 1) or a number >= 1.', _optional(_int(1))),
     _p('param_save_h', 1.0, _S_SETUP, '', 'Hours between permanent parameter snapshots '
        '(<save_name>-<hours>h.param).', _number(0, low_open=True)),
     _p('initial_prev_h', 1.0, _S_SETUP, '', 'Hours until the first preview prediction.', _number(0)),
@@ -385,8 +392,9 @@ MASTER_PARAMS = (
 
     _p('save_name', 'Test', _S_GENERAL, '*', 'Name of the run: folder name and prefix of every file it writes.',
        _save_name, template_after="save_path += save_name + '/'"),
-    _p('overwrite', True, _S_GENERAL, '', 'Replace an existing save directory of an earlier run (True) or stop '
-       'with an error (False).', _bool),
+    _p('overwrite', True, _S_GENERAL, '', 'Start afresh in the save directory: an earlier run there is moved aside '
+       'to <save_path>.old-<date>-<time>/ (True), or the run stops with an error (False). Nothing is deleted.',
+       _bool),
     _p('param_file', None, _S_GENERAL, '', 'Parameter file to initialise the weights from (adaptive loading: '
        'matching layers are loaded, differing shapes are fitted), or None.', _optional(_str)),
 
@@ -602,6 +610,23 @@ def _is_save_dir(path):
     return os.path.isdir(os.path.join(path, 'Backup'))
 
 
+def _move_aside(path, config_file):
+    """Rename the directory ``path`` to ``<path>.old-<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``, ... when taken)
+    next to it; returns the new path (with a trailing separator)."""
+    base = os.path.normpath(path)
+    stem = '%s.old-%s' % (base, time.strftime('%Y%m%d-%H%M%S'))
+    target, k = stem, 1
+    while os.path.lexists(target):
+        k += 1
+        target = '%s-%i' % (stem, k)
+    try:
+        os.rename(base, target)
+    except OSError as e:
+        raise ConfigError('%s: cannot move the earlier run in %s aside to %s: %s' % (config_file, path, target, e)) \
+            from None
+    return os.path.join(target, '')
+
+
 def _copy_file(src, dst, mode=0o755):
     with open(src, 'rb') as f:
         content = f.read()
@@ -646,23 +671,34 @@ class Config:
     Reading steps: master defaults, ``~/.elektronn.config``, the run file; type checks; fixing values
     (monitor batch size a multiple of the batch size, xyz -> zxy for 3D, per-layer broadcasting);
     consistency checks; existence of the data files; the CNN input size (``dimensions``,
-    ``patch_size``) for image modes; the save directory with ``Backup/`` (unless
-    ``use_existing_dir``); the device.
+    ``patch_size``) for image modes.
+
+    Making a Config only reads, checks and computes: it touches no file and selects no device, so
+    a config (or later a data) error never affects an earlier run in the save directory. The two
+    steps with side effects are explicit, idempotent methods that honour the constructor's
+    arguments:
+
+    * :meth:`init_device` selects the device (before the network is built);
+    * :meth:`prepare_save_dir` makes the save directory with ``Backup/`` (right before the run
+      first writes into it; an earlier run there is moved aside, never deleted, see
+      :meth:`backupScripts`);
+    * :meth:`prepare_run` does both.
 
     Args:
         config_file: The run file.
         gpu: ``--gpu`` value (``False``/``'false'``: CPU, ``'auto'``, or an index); ``None`` takes the
             config's ``device``.
         trainer_file: Script that drives the training; copied to ``Backup/elektronn-train``.
-        use_existing_dir: Use the existing save directory as it is (prediction, ``--resume``): nothing
-            is deleted or backed up.
+        use_existing_dir: Use the existing save directory as it is (prediction, ``--resume``):
+            :meth:`prepare_save_dir` does nothing.
         override_MFP_to_active: Switch max-fragment-pooling on in every pooling layer and use batch
             size 1 (for fast dense prediction with a training config).
         imposed_input_size: Input size replacing ``desired_input`` (internal ``(z, x, y)`` order).
             When every pooling layer uses max-fragment-pooling (e.g. with ``override_MFP_to_active``),
             a size of at least the field of view is used exactly: the dilated MFP takes any such
             size. Otherwise it snaps to a valid size like ``desired_input``.
-        init_device: Select the device (``elektronn.net.device.initGPU``) at the end.
+        init_device: Whether :meth:`init_device` selects the device (``elektronn.net.device.initGPU``);
+            ``False``: the caller selects it (e.g. under torchrun), :meth:`init_device` does nothing.
         check_files: Check that the training data files exist. Prediction passes ``False``: it
             needs the network, not the data.
 
@@ -673,6 +709,15 @@ class Config:
     def __init__(self, config_file, gpu=None, trainer_file=None, use_existing_dir=False,
                  override_MFP_to_active=False, imposed_input_size=None, init_device=True, check_files=True):
         self.config_file = os.path.abspath(os.path.expanduser(config_file))
+        # what prepare_run() does later: the constructor has no side effects
+        self._gpu = gpu
+        self._trainer_file = trainer_file
+        #: Use the save directory as it is (:meth:`prepare_save_dir` does nothing); a Trainer that
+        #: resumed the run in it sets this, so that the run continues there.
+        self.use_existing_dir = bool(use_existing_dir)
+        self._init_device = init_device
+        self._device = None  # the device init_device() selected
+        self._prepared_dir = None  # the save directory prepare_save_dir() made
         self.override_MFP_to_active = override_MFP_to_active
         self.imposed_input_size = imposed_input_size
         self.dimensions = None
@@ -688,11 +733,52 @@ class Config:
             self.checkFiles()
         if self.mode != 'vect-scalar':
             self.setDimensions()
-        if not use_existing_dir:
-            self.backupScripts(trainer_file)
-        if init_device:
+
+    # -- the steps with side effects (explicit, each done once) ------------------------------------
+    def init_device(self):
+        """Select the device for the networks built from now on (``elektronn.net.device.initGPU``
+        with the ``gpu`` argument, else the config's ``device``), once.
+
+        Does nothing when the Config was made with ``init_device=False``. Call it before the network
+        is built (``Trainer.createNet``).
+
+        Returns:
+            The selected ``torch.device``, or ``None`` with ``init_device=False``.
+        """
+        if not self._init_device:
+            return None
+        if self._device is None:
             from elektronn.net.device import initGPU
-            initGPU(self.device if gpu is None else gpu)
+            self._device = initGPU(self.device if self._gpu is None else self._gpu)
+        return self._device
+
+    def prepare_save_dir(self, trainer_file=None):
+        """Make the save directory with ``Backup/`` (see :meth:`backupScripts`), once per ``save_path``.
+
+        Does nothing with ``use_existing_dir`` (the constructor's argument, also an attribute; set it
+        when the run continues in the existing directory, e.g. after resuming). Call it right before
+        the run first writes into the save directory, i.e. after the data loaded and the network was
+        built, so that an error before never touches an earlier run.
+
+        Args:
+            trainer_file: Script copied to ``Backup/elektronn-train`` (default: the constructor's
+                ``trainer_file``).
+
+        Returns:
+            The save directory.
+
+        Raises:
+            ConfigError: the directory exists and may not be replaced (see :meth:`backupScripts`).
+        """
+        if not self.use_existing_dir and self._prepared_dir != self.save_path:
+            self.backupScripts(self._trainer_file if trainer_file is None else trainer_file)
+        return self.save_path
+
+    def prepare_run(self, trainer_file=None):
+        """:meth:`init_device` and :meth:`prepare_save_dir`: everything before a run, each step once
+        (calling it again does nothing)."""
+        self.init_device()
+        self.prepare_save_dir(trainer_file)
 
     # -- reading ----------------------------------------------------------------------------------
     def _error(self, name, rule, value=None, show_value=True):
@@ -915,39 +1001,64 @@ class Config:
     def backupScripts(self, trainer_file=None):
         """Create the save directory with ``Backup/`` holding the config (and the driving script).
 
-        An existing directory is replaced only when ``overwrite`` is True and it was made by an
-        earlier run (it has a ``Backup/`` folder); the working directory, the home directory and
-        their parents are never deleted.
+        Use :meth:`prepare_save_dir`, which does this once. An existing save directory of an earlier
+        run is never deleted: with ``overwrite`` True the new run starts afresh and the earlier one is
+        moved aside to ``<save_path>.old-<YYYYmmdd-HHMMSS>/`` (``-2``, ``-3``, ... when that is
+        taken). Only a directory made by an earlier run (it has a ``Backup/`` folder) is moved, never
+        the working directory, the home directory or their parents; an empty directory is used as
+        it is.
 
         Raises:
-            ConfigError: the directory exists and may not be replaced.
+            ConfigError: the directory exists and may not be replaced (``overwrite`` False, a
+                protected or foreign folder), or it cannot be moved aside.
         """
         path = self.save_path
-        if os.path.exists(path):
-            if not self.overwrite:
-                raise ConfigError('%s: save directory %s already exists and overwrite is False; choose another '
-                                  'save_name, set overwrite = True, or continue it with --resume'
-                                  % (self.config_file, path))
-            real = os.path.realpath(path)
-            protected = {os.path.realpath(p) for p in (os.getcwd(), os.path.expanduser('~'), os.sep)}
-            cwd = os.path.realpath(os.getcwd())
-            if real in protected or cwd.startswith(os.path.join(real, '')):
-                raise ConfigError('%s: save_path %s is (or contains) the working or home directory; it will not be '
-                                  'deleted. Point save_path to a folder of its own, e.g. add save_name to it'
-                                  % (self.config_file, path))
-            if os.listdir(path) and not _is_save_dir(path):
-                raise ConfigError('%s: save_path %s exists but was not made by an ELEKTRONN run (no Backup/ '
-                                  'folder), so it is not deleted although overwrite is True. Did you forget '
-                                  "save_path += save_name + '/'?" % (self.config_file, path))
-            print('Overwriting existing save directory: %s' % path)
-            shutil.rmtree(path)
-        os.makedirs(os.path.join(path, 'Backup'))
+        if self.check_save_dir():
+            aside = _move_aside(path, self.config_file)
+            print('Moved the earlier run in %s aside to %s' % (path, aside))
+        os.makedirs(os.path.join(path, 'Backup'), exist_ok=True)
         if trainer_file is not None:
             _copy_file(trainer_file, os.path.join(path, 'Backup', 'elektronn-train'))
         _copy_file(self.config_file, os.path.join(path, 'Backup', 'config.py'))
         if self.user_config_file is not None:
             _copy_file(self.user_config_file, os.path.join(path, 'Backup', 'user_config.py'), mode=stat.S_IRUSR
                        | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
+        self._prepared_dir = path
+
+    def check_save_dir(self):
+        """Check, touching nothing, that a new run may start in ``save_path`` (see :meth:`backupScripts`).
+
+        ``elektronn-train`` calls it right after reading the config, so that a save directory that
+        may not be replaced stops the run before the data are loaded.
+
+        Returns:
+            Whether an earlier run in ``save_path`` will be moved aside.
+
+        Raises:
+            ConfigError: the directory exists and may not be replaced.
+        """
+        path = self.save_path
+        if os.path.lexists(os.path.normpath(path)):  # (a file named like the directory, too)
+            if not self.overwrite:
+                raise ConfigError('%s: save directory %s already exists and overwrite is False; choose another '
+                                  'save_name, set overwrite = True, or continue it with --resume'
+                                  % (self.config_file, path))
+            real = os.path.realpath(path)
+            places = [os.path.realpath(p) for p in (os.getcwd(), os.path.expanduser('~'))]
+            if real in places + [os.path.realpath(os.sep)] \
+                    or any(p.startswith(os.path.join(real, '')) for p in places):
+                raise ConfigError('%s: save_path %s is (or contains) the working or home directory; it will not be '
+                                  'moved aside. Point save_path to a folder of its own, e.g. add save_name to it'
+                                  % (self.config_file, path))
+            if not os.path.isdir(path):
+                raise ConfigError('%s: save_path %s exists and is not a directory' % (self.config_file, path))
+            if os.listdir(path):
+                if not _is_save_dir(path):
+                    raise ConfigError('%s: save_path %s exists but was not made by an ELEKTRONN run (no Backup/ '
+                                      'folder), so it is not moved aside although overwrite is True. Did you forget '
+                                      "save_path += save_name + '/'?" % (self.config_file, path))
+                return True
+        return False
 
     def __repr__(self):
         items = {p.name: getattr(self, p.name) for p in MASTER_PARAMS}

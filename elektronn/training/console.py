@@ -129,8 +129,11 @@ class Console:
 
     # -- one command ------------------------------------------------------------------------------
     def _path(self, words, default='CNN.save'):
-        name = words[1] if len(words) > 1 else default
-        return os.path.join(self.trainer.save_path, os.path.expanduser(name))
+        return self._file(words[1] if len(words) > 1 else default)
+
+    def _file(self, name):
+        """``name`` in the save directory (made now if the run has not made it yet)."""
+        return os.path.join(self.trainer.config.prepare_save_dir(), os.path.expanduser(name))
 
     def execute(self, line, namespace):
         """Run one console line.
@@ -162,7 +165,7 @@ class Console:
             print('Loaded! %s' % path)
         elif cmd == 'sf' and len(words) == 1:
             from elektronn.training.plotting import plot_filters
-            print('Filters plotted to %s' % plot_filters(cnn, os.path.join(trainer.save_path, 'filters_layer0.png')))
+            print('Filters plotted to %s' % plot_filters(cnn, self._file('filters_layer0.png')))
         elif cmd == 'smooth' and len(words) == 1:
             print('Filter smoothing is not implemented')
         elif cmd in ('sethist', 'setlr', 'setmom') and len(words) <= 2:

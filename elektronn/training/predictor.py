@@ -11,6 +11,7 @@ profile the prediction speed.
   written to a CSV file.
 """
 import os
+import re
 import time
 import traceback
 
@@ -21,7 +22,7 @@ from elektronn import volumes
 from elektronn.inference.volume_prediction import (DEFAULT_MEMORY_GB, InputVolume, PredictionError,
                                                    check_distributed_output, parse_h5_spec, predict_volume)
 
-__all__ = ['create_predncnn', 'locate_run', 'predict_run', 'profile_speed', 'profile_shapes']
+__all__ = ['create_predncnn', 'locate_run', 'newest_params', 'predict_run', 'profile_speed', 'profile_shapes']
 
 #: Layer types whose filters predict ``n_lab`` classes for each of 3 edge directions.
 _AFFINITY_LAYERS = ('AffinityLayer3d', 'MalisLayer')
@@ -59,7 +60,8 @@ def locate_run(source):
 def _prediction_config(config_file, gpu, override_MFP_to_active, imposed_input_size):
     """The training config of ``config_file`` (a file or a save directory), read for prediction:
     the save directory is used as it is (nothing backed up or deleted) and the training data
-    need not exist."""
+    need not exist. The caller selects the device (``config.init_device()``) when it builds the
+    network."""
     path, save_dir = locate_run(config_file)
     config = Config(path, gpu, None, use_existing_dir=True, override_MFP_to_active=override_MFP_to_active,
                     imposed_input_size=imposed_input_size, check_files=False)
@@ -69,8 +71,71 @@ def _prediction_config(config_file, gpu, override_MFP_to_active, imposed_input_s
     return config
 
 
-def _last_params(config):
-    return os.path.join(config.save_path, '%s-LAST.param' % config.save_name)
+#: The hourly snapshots ``<save_name>-<hours>h.param`` (hours as the trainer writes them: ``-2.0h``).
+_SNAPSHOT = r'-(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?h\.param'
+
+
+def newest_params(save_dir, save_name):
+    """The newest complete parameter file a training run saved.
+
+    Among ``<save_name>_end.param`` (end of the run), ``<save_name>-LAST.param`` (every history
+    step) and the snapshots ``<save_name>-<hours>h.param`` in ``save_dir``, the one modified last
+    (on a tie: ``_end`` before ``-LAST`` before a snapshot) that opens as a parameter file; one
+    that does not (e.g. truncated by a full disk) is skipped with a warning. Prints which file is
+    used.
+
+    Returns:
+        The path of the file.
+
+    Raises:
+        FileNotFoundError: there is none, naming the directory and the files looked for.
+    """
+    from elektronn.net.params import read_parameter_file
+    fixed = {save_name + '_end.param': 0, save_name + '-LAST.param': 1}
+    snapshot = re.compile(re.escape(save_name) + _SNAPSHOT + '$')
+    try:
+        names = os.listdir(save_dir)
+    except OSError:
+        names = None
+    found = []
+    for name in names or ():
+        path = os.path.join(save_dir, name)
+        if (name in fixed or snapshot.match(name)) and os.path.isfile(path):
+            found.append((-os.stat(path).st_mtime_ns, fixed.get(name, 2), name, path))
+    found.sort()
+    broken = []
+    for _, _, name, path in found:
+        try:
+            read_parameter_file(path)
+        except Exception as e:  # truncated HDF5 (OSError), foreign file (ValueError), broken pickle, ...
+            print('WARNING: skipping %s: not a complete parameter file (%s)' % (path, e))
+            broken.append('%s (%s)' % (name, e))
+            continue
+        print('Using parameters %s (newest of: %s)' % (path, ', '.join(entry[2] for entry in found)))
+        return path
+    looked_for = '%s_end.param, %s-LAST.param and %s-<hours>h.param' % (save_name, save_name, save_name)
+    if names is None:
+        where = 'the save directory %s does not exist' % save_dir
+    elif broken:
+        where = 'no complete parameter file in the save directory %s (looked for %s; unreadable: %s)' % (
+            save_dir, looked_for, '; '.join(broken))
+    else:
+        where = 'no parameter file in the save directory %s (looked for %s)' % (save_dir, looked_for)
+    raise FileNotFoundError('%s; has the run saved parameters yet?' % where)
+
+
+def _trained_params(config, param_file, option):
+    """``param_file`` if given (it must exist), else the run's newest complete parameter file
+    (:func:`newest_params`). Raises FileNotFoundError naming ``option`` as the way out."""
+    if param_file is not None:
+        path = os.path.expanduser(param_file)
+        if not os.path.isfile(path):
+            raise FileNotFoundError('parameter file %s does not exist' % path)
+        return path
+    try:
+        return newest_params(config.save_path, config.save_name)
+    except FileNotFoundError as e:
+        raise FileNotFoundError('%s (give %s otherwise)' % (e, option)) from None
 
 
 def create_predncnn(config_file, n_ch, n_lab, gpu=None, override_MFP_to_active=False, imposed_input_size=None,
@@ -80,7 +145,9 @@ def create_predncnn(config_file, n_ch, n_lab, gpu=None, override_MFP_to_active=F
     The config is read with the existing save directory (nothing is backed up, replaced or
     deleted, and the training data need not be present), the network is built as the training
     built it (``netcreation.createNet``), and the parameters are loaded strictly (the
-    architecture must match) from ``<save_path>/<save_name>-LAST.param`` or from ``param_file``.
+    architecture must match) from ``param_file`` or else from the newest complete parameter file
+    of the run in ``save_path`` (``<save_name>_end.param``, ``-LAST.param`` or an hourly
+    snapshot, see :func:`newest_params`).
     Unlike the original, the working directory is not changed.
 
     Args:
@@ -97,7 +164,7 @@ def create_predncnn(config_file, n_ch, n_lab, gpu=None, override_MFP_to_active=F
             (``(x, y)`` or ``(z, x, y)``). When every pooling layer uses MFP (e.g. with
             ``override_MFP_to_active``) any size of at least the field of view is used exactly;
             otherwise the nearest valid size, as for ``desired_input``.
-        param_file: Parameters to load instead of ``<save_name>-LAST.param``.
+        param_file: Parameters to load instead of the run's newest parameter file.
 
     Returns:
         The compiled :class:`~elektronn.net.convnet.MixedConvNN` with the trained parameters.
@@ -108,10 +175,8 @@ def create_predncnn(config_file, n_ch, n_lab, gpu=None, override_MFP_to_active=F
         ValueError: the parameters do not fit the network (e.g. another ``n_ch`` or ``n_lab``).
     """
     config = _prediction_config(config_file, gpu, override_MFP_to_active, imposed_input_size)
-    path = _last_params(config) if param_file is None else os.path.expanduser(param_file)
-    if not os.path.isfile(path):
-        raise FileNotFoundError('parameter file %s does not exist%s' % (
-            path, ' (has the run saved parameters yet? give param_file otherwise)' if param_file is None else ''))
+    path = _trained_params(config, param_file, 'param_file')
+    config.init_device()
     return _build(config, n_ch, n_lab, path)
 
 
@@ -156,7 +221,8 @@ def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_
         run: A training save directory, or a training config file.
         input_spec: ``'file.h5:key'`` or ``'vol.zarr:key'`` of the raw data.
         output_spec: ``'file.h5:key'`` or ``'out.zarr:key'`` of the output (without a key: ``'prob'``).
-        param_file: Parameters (default: the run's ``<save_name>-LAST.param``).
+        param_file: Parameters (default: the run's newest complete parameter file, see
+            :func:`newest_params`).
         layout: ``'xyz'`` or ``'zxy'`` (default: ``'zxy'`` if the run's ``zchxy_order`` is set).
         block_shape: Output block shape ``(x, y, z)`` instead of one chosen from ``memory_gb``.
         gpu: In this process: ``False``, ``'auto'`` or an index (``None``: the config's ``device``).
@@ -187,6 +253,7 @@ def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_
     # on an existing cluster the GPUs are the workers' own: this machine (a login node) has none to look at
     worker_device = 'cuda' if gpus is not None or (distributed and workers is None and _wants_gpu(gpu)) else 'cpu'
     config = _prediction_config(run, False if distributed else gpu, True, None)
+    config.init_device()
     if config.mode != 'img-img':
         raise PredictionError("%s: mode %r predicts one value per patch; elektronn-predict needs an 'img-img' network"
                               % (config.config_file, config.mode))
@@ -196,10 +263,10 @@ def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_
             in_ch = InputVolume(f.volume(input_key), layout, name=volumes.describe(input_path, input_key)).n_ch
     except volumes.VolumeError as e:
         raise PredictionError(str(e)) from None
-    param_path = _last_params(config) if param_file is None else os.path.expanduser(param_file)
-    if not os.path.isfile(param_path):
-        raise PredictionError('parameter file %s does not exist%s' % (
-            param_path, ' (has the run saved parameters yet? give --params otherwise)' if param_file is None else ''))
+    try:
+        param_path = _trained_params(config, param_file, '--params')
+    except FileNotFoundError as e:
+        raise PredictionError(str(e)) from None
     n_ch, n_lab = _trained_shape(param_path)
     if in_ch != n_ch:
         raise PredictionError('input %s:%s has %i channel(s) (layout %s) but the network of %s was trained on %i'
@@ -319,6 +386,7 @@ def profile_speed(config_file, gpu=None, csv_path=None, n_ch=1, n_lab=None, mfp=
     if config.mode == 'vect-scalar':
         raise ConfigError('%s: elektronn-profile needs an image network (mode %r has no input size to sweep)'
                           % (config.config_file, config.mode))
+    config.init_device()
     config.batch_size = None
     from elektronn.training.netcreation import createNet
     n_lab = n_lab or config.n_lab or 3

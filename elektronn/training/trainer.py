@@ -47,7 +47,7 @@ from elektronn.training.config import ConfigError, suggest_name
 from elektronn.training.console import Console
 from elektronn.training.netcreation import createNet
 from elektronn.training.workers import AttributeWatcher, BackgroundWorkers, _fingerprint, reseed
-from elektronn.utils import atomic_path, pprinttime
+from elektronn.utils import atomic_path, available_cores, pprinttime
 
 __all__ = ['Trainer', 'STATE_FORMAT']
 
@@ -172,7 +172,9 @@ class Trainer:
         self.get_batch_kwargs = {}
         self.get_batch_kwargs_test = {}
         self.state = _LoopState()
-        self.seed_seq = np.random.SeedSequence()
+        self.seed_seq = np.random.SeedSequence(getattr(config, 'seed', None))
+        if getattr(config, 'seed', None) is not None:
+            self._seed_globals()
         self.interactive = None
         self.console = Console(self)
         self.last_batch = None
@@ -183,6 +185,16 @@ class Trainer:
         self._agreed, self._agreed_timeout = None, False  # what all ranks agreed on (see _agree)
         self._lr_scale = 1
         self._rank_seeded = False
+        self._in_step = False  # signals that would stop the loop wait until the step is complete
+        self._deferred = None
+        self._threads_before = None  # PyTorch's thread count before run() set its own
+
+    def _seed_globals(self):
+        """Seed PyTorch (initial weights, dropout), NumPy's and Python's global generators from ``config.seed``."""
+        torch_seed, numpy_seed, python_seed = (int(v) for v in self.seed_seq.generate_state(3))
+        torch.manual_seed(torch_seed)
+        np.random.seed(numpy_seed)
+        random.seed(python_seed)
 
     @property
     def save_path(self):
@@ -202,7 +214,13 @@ class Trainer:
         config = self.config
         if config.mode != 'vect-scalar' and config.data_class_name is None:
             self._loadCubes()
-            return
+        else:
+            self._loadDataClass()
+        if config.seed is not None:  # the data's own stream (sampling, augmentation) from the run's seed
+            reseed(self.data, int(self.seed_seq.spawn(1)[0].generate_state(1)[0]))
+
+    def _loadDataClass(self):
+        config = self.config
         self.get_batch_kwargs = dict(batch_size=config.batch_size)
         self.get_batch_kwargs.update(config.data_batch_kwargs)
         self.get_batch_kwargs_test = dict(batch_size=config.monitor_batch_size)
@@ -261,6 +279,7 @@ class Trainer:
         config, data = self.config, self.data
         if data is None:
             raise RuntimeError('createNet: call loadData() first (the network needs n_lab and n_ch from the data)')
+        config.init_device()
         n_lab = int(data.n_lab)
         if config.n_lab is not None and config.n_lab != n_lab:
             raise ConfigError('%s: parameter \'n_lab\' is %i but the data has %i classes'
@@ -405,7 +424,7 @@ class Trainer:
         else:
             z = int(c.dimensions.offset[0])
             image, lab = data[0, z, 0], label[0, 0]
-        plotting.plot_debug_batch(image, lab, os.path.join(self.save_path, 'debugGetCNNBatch.png'))
+        plotting.plot_debug_batch(image, lab, os.path.join(self.config.prepare_save_dir(), 'debugGetCNNBatch.png'))
         return data, label, info1, info2
 
     # ------------------------------------------------------------------------------------------------
@@ -418,7 +437,7 @@ class Trainer:
         pred = self.cnn.predictDense(raw_img)
         offset = self.config.dimensions.offset
         z_off = int(offset[0]) if len(offset) == 3 else 0
-        previews.write_preview_slices(pred, raw_img, self.save_path, self.config.save_name, block_name, number,
+        previews.write_preview_slices(pred, raw_img, self.config.prepare_save_dir(), self.config.save_name, block_name, number,
                                       export_class, z_thick, z_off, write_raw=not self.saved_raw_preview)
 
     def previewSlice(self, number=0, export_class='all', max_z_pred=5):
@@ -445,6 +464,7 @@ class Trainer:
         """Write the history arrays (``Backup/*.npy``) and ``<save_name>.history.csv`` (rank 0 only)."""
         if not self.dist.is_main:
             return
+        self.config.prepare_save_dir()
         plotting.saveHist(self.timeline, self.history, self.CG_timeline, self.errors, self.config.save_name,
                           self.save_path)
         runlog.write_history_csv(self._file('.history.csv'), self.history, self.errors,
@@ -462,11 +482,17 @@ class Trainer:
         return lrs
 
     def saveState(self, params, path=None, ranks=None):
-        """Write everything ``resume`` needs besides the parameter file ``params`` (HDF5, atomically):
+        """Write everything ``resume`` needs (HDF5, atomically): a copy of the parameter file ``params``,
         optimiser states, loop variables, learning rates, schedule position, histories and RNG states
-        (``ranks``: under DDP every rank's, from :meth:`_gatherRandomStates`)."""
+        (``ranks``: under DDP every rank's, from :meth:`_gatherRandomStates`).
+
+        The state holds its own copy of the parameters, so that parameters and optimiser state are
+        of one step by construction: a crash between writing ``params`` and the state leaves the
+        previous state whole, and resuming takes its parameters, not the newer file."""
         import h5py
-        path = path or self._file('-LAST.state.h5')
+        if path is None:
+            self.config.prepare_save_dir()
+            path = self._file('-LAST.state.h5')
         data_rng = getattr(self.data, 'rng', None)
         np_state = np.random.get_state()
         info = dict(loop=self.state.to_dict(), optimizer=self.config.optimizer,
@@ -488,6 +514,9 @@ class Trainer:
                 for name, rows in (('history', self.history), ('timeline', self.timeline), ('errors', self.errors),
                                    ('CG_timeline', self.CG_timeline), ('segmentation', self.segmentation)):
                     f.create_dataset(name, data=np.asarray(rows, dtype=np.float64))
+                if os.path.exists(params):  # the parameters travel inside the state: one file, one step
+                    with open(params, 'rb') as pf:
+                        f.create_dataset('params_file', data=np.frombuffer(pf.read(), np.uint8))
                 f.create_dataset('torch_rng', data=torch.get_rng_state().numpy())
                 cuda_rng = _cuda_rng_states()
                 if cuda_rng is not None:
@@ -526,6 +555,7 @@ class Trainer:
                 raise ValueError('%s was written by a newer ELEKTRONN (state version %s)'
                                  % (path, f.attrs.get('format_version')))
             info = json.loads(f.attrs['info'])
+            own_params = f['params_file'][()].tobytes() if 'params_file' in f else None  # older states: none
             ranks = json.loads(f.attrs['ranks']) if 'ranks' in f.attrs else None  # DDP runs only
             arrays = {name: np.asarray(f[name]) for name in ('history', 'timeline', 'errors', 'CG_timeline')}
             segmentation = np.asarray(f['segmentation']) if 'segmentation' in f else np.zeros((0, 7))  # older
@@ -539,11 +569,8 @@ class Trainer:
                     state[key] = [np.asarray(sub[k]) for k in sorted(sub)]
                 optimizer[name] = state
         params = os.path.join(os.path.dirname(path), info['params_file'])
-        if info.get('params_sha256') and os.path.exists(params) and _sha256(params) != info['params_sha256']:
-            print('WARNING: %s changed after the state was saved; the parameters may belong to another step'
-                  % params)
         cnn = self.cnn
-        cnn.loadParameters(params, strict=True)
+        self._load_state_params(cnn, path, params, own_params, info.get('params_sha256'), info['loop'].get('step'))
         cnn.load_optimizer_state(optimizer)
         for mode, lr in info['lrs'].items():
             cnn.setLR(lr, mode=mode)
@@ -552,6 +579,7 @@ class Trainer:
         self.config.optimizer = info['optimizer']
         self.config.history_freq[0] = info['history_freq']
         self.state = _LoopState(**info['loop'])
+        self.config.use_existing_dir = True  # the run continues in its directory: run() must not move it aside
         self.history, self.timeline, self.errors, self.CG_timeline = (
             [list(r) for r in arrays[n]] for n in ('history', 'timeline', 'errors', 'CG_timeline'))
         self.segmentation = [list(r) for r in segmentation] if segmentation.ndim == 2 else []
@@ -574,6 +602,51 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------
     # The loop
     # ------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _load_state_params(cnn, state_path, params, own_params, sha256, step):
+        """Load the parameters of a resume state: its own copy, or (older states) the file it names, which
+        must be the file it was saved with."""
+        if own_params is not None:
+            if os.path.exists(params) and _sha256(params) != hashlib.sha256(own_params).hexdigest():
+                print('Note: %s is from another step than the resume state %s (the run stopped between writing '
+                      'the two); resuming from the parameters of step %s stored in the state'
+                      % (params, state_path, step))
+            import tempfile
+            with tempfile.TemporaryDirectory(prefix='elektronn-resume-') as folder:
+                copy = os.path.join(folder, os.path.basename(params))
+                with open(copy, 'wb') as f:
+                    f.write(own_params)
+                cnn.loadParameters(copy, strict=True)
+            return
+        if not os.path.exists(params):
+            raise FileNotFoundError('the resume state %s names the parameter file %s, which does not exist'
+                                    % (state_path, params))
+        if sha256 and _sha256(params) != sha256:
+            raise ValueError('%s and the resume state %s are from different steps (the run stopped between writing '
+                             'the two); resuming would pair parameters with another step\'s optimiser state. Start '
+                             'afresh from a parameter file (param_file = ...) such as %s, or resume a run saved by '
+                             'this version (its states hold their parameters)' % (params, state_path, params))
+        cnn.loadParameters(params, strict=True)
+
+    def _background_processes(self):
+        """Batch processes: ``background_processes`` (``True``: 2, ``False``/0: none)."""
+        value = self.config.background_processes
+        return 2 if value is True else int(value or 0)
+
+    def _set_threads(self, n_proc):
+        """PyTorch's CPU threads for the run: ``torch_threads``, or at most the cores the batch processes leave."""
+        self._threads_before = torch.get_num_threads()
+        if self.cnn.device.type != 'cpu':
+            return
+        wanted = self.config.torch_threads
+        if wanted is None:
+            wanted = min(self._threads_before, max(1, available_cores() - n_proc))
+        if wanted != self._threads_before:
+            torch.set_num_threads(int(wanted))
+        if n_proc or self.config.torch_threads is not None:
+            print('Training with %i PyTorch thread(s)%s on %i CPU core(s)'
+                  % (wanted, ' and %i batch process(es)' % n_proc if n_proc else '', available_cores()))
+
     def _current_lr(self):
         try:
             lr = self.cnn.getLR(self.config.optimizer)
@@ -612,15 +685,33 @@ class Trainer:
         if self._interrupt is not None:
             if self.dist.active:
                 return  # an exception would leave the other ranks waiting in a collective
-            raise KeyboardInterrupt  # a second ctrl+c does not wait for the step to finish
+            self._stop_now(KeyboardInterrupt)  # a second ctrl+c does not wait for the next history step
+            return
         self._interrupt = 'console'
 
     def _on_sigterm(self, signum, frame):
         if self._interrupt == 'terminate':
             if self.dist.active:
                 return
-            raise _Terminated()
+            self._stop_now(_Terminated)
+            return
         self._interrupt = 'terminate'
+
+    def _stop_now(self, exception):
+        """Leave the loop at once, but never inside an update step: a step cut short (CG within its line
+        search, RPROP half-way through the parameters) would be saved as it is. Inside a step the exception
+        is raised when the step is complete (:meth:`_end_step`)."""
+        if self._in_step:
+            self._deferred = exception
+        else:
+            raise exception()
+
+    def _end_step(self):
+        """Close the step's critical section; raise a stop that came during the step."""
+        self._in_step = False
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            raise deferred()
 
     def _agree(self, out_of_time):
         """Distributed training: let all ranks agree on the interrupt (the most severe one of any rank,
@@ -674,15 +765,24 @@ class Trainer:
         """One update step with its bookkeeping (steps 1-7 of the module docstring)."""
         c, cnn, st = self.config, self.cnn, self.state
         i = st.step
+        # From drawing the batch (waiting for a background process excepted) to counting the step, a stop
+        # waits: the parameters, the optimiser, the data's random state and the step count stay in agreement.
+        self._in_step = self.workers is None
         batch, inputs, aux, staged = self._take_batch()
+        self._in_step = True
         self.last_batch = batch
-        if staged is None:
-            nll, _instance, t_per_train = cnn.trainingStep(*inputs, mode=c.optimizer, **aux)
-        else:
-            nll, _instance, t_per_train = cnn.trainingStep(staged, mode=c.optimizer)
-        t_now = time.time()
-        t_per_it, self._t0 = t_now - self._t0, t_now
-        st.step = i + 1
+        try:
+            if staged is None:
+                nll, _instance, t_per_train = cnn.trainingStep(*inputs, mode=c.optimizer, **aux)
+            else:
+                nll, _instance, t_per_train = cnn.trainingStep(staged, mode=c.optimizer)
+            t_now = time.time()
+            t_per_it, self._t0 = t_now - self._t0, t_now
+            st.step = i + 1
+        except BaseException:
+            self._in_step, self._deferred = False, None
+            raise
+        self._end_step()
         st.nll = float(nll)
         if not np.isfinite(nll):
             self._interrupt = 'diverged'
@@ -980,6 +1080,8 @@ class Trainer:
         c = self.config
         if self.cnn is None or self.data is None:
             raise RuntimeError('run: call loadData() and createNet() first')
+        if self.dist.is_main:  # the data loaded and the network was built: now an earlier run may be moved aside
+            c.prepare_save_dir()
         tee, own_tee = runlog.active_tee(), False
         if self.dist.is_main:  # one log: rank 0's
             if tee is None:
@@ -998,14 +1100,11 @@ class Trainer:
         plotter = plotting.Plotter() if c.plot_on and self.dist.is_main else None
         outcome = 'finished'
         try:
-            if c.background_processes:
-                n_proc = max(2, int(c.background_processes))
+            n_proc = self._background_processes()
+            self._set_threads(n_proc)
+            if n_proc:
                 seeds = [int(s.generate_state(1)[0]) for s in self.seed_seq.spawn(n_proc)]
                 print('Starting %i background processes for batch creation' % n_proc)
-                cores = os.cpu_count() or 1
-                if self.cnn.device.type == 'cpu' and torch.get_num_threads() + n_proc > cores:
-                    print('Note: %i PyTorch threads and %i batch processes share %i CPU cores; if training is slow, '
-                          'try OMP_WAIT_POLICY=PASSIVE or OMP_NUM_THREADS=1' % (torch.get_num_threads(), n_proc, cores))
                 self.workers = BackgroundWorkers(self.data, self.get_batch_kwargs, n_proc=n_proc, seeds=seeds)
             self._t0 = time.time()
             while st.step < c.n_steps:
@@ -1054,6 +1153,9 @@ class Trainer:
             raise
         finally:
             self._ahead = None
+            if self._threads_before is not None and torch.get_num_threads() != self._threads_before:
+                torch.set_num_threads(self._threads_before)
+            self._threads_before = None
             if self.workers is not None:
                 self.workers.shutdown()
                 self.workers = None
