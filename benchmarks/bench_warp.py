@@ -60,8 +60,8 @@ def patch3d_warper():
     oz, ox, oy = OFFSET_3D
 
     def warp():
-        params = warping.getWarpParams(PATCH_3D, rng=rng)
-        req = warping.getRequiredPatchSize(PATCH_3D, *params)
+        params = warping.draw_warp_params(PATCH_3D, rng=rng)
+        req = warping.required_patch_size(PATCH_3D, *params)
         z, x, y = (int(rng.integers(0, s - r + 1)) for s, r in zip((40, 400, 400), req))
         img = cube[z:z + req[0], :, x:x + req[1], y:y + req[2]]
         lab = labels[z + oz:z + req[0] - oz, x + ox:x + req[1] - ox, y + oy:y + req[2] - oy]

@@ -1,6 +1,19 @@
-"""Small helpers shared by ``elektronn.net`` and ``elektronn.training``."""
+"""Small helpers shared by ``elektronn.net`` and ``elektronn.training``.
+
+Besides the file-writing helpers, the original's utilities of ``elektronn.training.trainutils``
+live here: :func:`h5Save`/:func:`h5Load` (HDF5 datasets), :func:`pickleSave`/:func:`pickleLoad`
+(sequential pickle records; loading admits NumPy arrays and plain containers only), :func:`timeit`
+and :func:`import_variable_from_file`.
+"""
 import contextlib
+import functools
+import gzip
+import hashlib
+import importlib.util
+import io
 import os
+import pickle
+import re
 import sys
 import tempfile
 import time
@@ -41,9 +54,10 @@ def atomic_write(path, mode='wb'):
             f.flush()
             os.fsync(f.fileno())
         _durable_replace(tmp, path, synced=True)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        _raise_naming(e, path)
         raise
 
 
@@ -64,9 +78,10 @@ def atomic_path(path):
         os.chmod(tmp, _FILE_MODE)
         yield tmp
         _durable_replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        _raise_naming(e, path)
         raise
 
 
@@ -76,6 +91,29 @@ def available_cores():
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+_TEMPORARY = re.compile(r'^\..+\.[a-z0-9_]{8}\.tmp(\.[^.]+)?$')
+
+
+def remove_stale_temporaries(folder):
+    """Remove the temporary files that writers of :func:`atomic_write`/:func:`atomic_path` killed mid-write
+    left in ``folder`` (call it only where no such writer runs). Returns their names."""
+    removed = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if _TEMPORARY.match(name) and os.path.isfile(os.path.join(folder, name)):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, name))
+                removed.append(name)
+    return removed
+
+
+def _raise_naming(error, path):
+    """Re-raise a file-system error of a write to ``path`` so that it names ``path`` (not the temporary file)."""
+    if isinstance(error, OSError) and path not in str(error):
+        reason = error.strerror or str(error)
+        raise OSError(error.errno, 'cannot write %s: %s' % (path, reason)) if error.errno \
+            else OSError('cannot write %s: %s' % (path, reason)) from error
 
 
 def _fsync_path(path, directory=False):
@@ -192,3 +230,165 @@ def _si(value, unit):
         if value >= factor:
             return '%.2f %s%s' % (value / factor, prefix, unit)
     return '%.2f %s' % (value, unit) if unit else '%.2f' % value
+
+
+# ---------------------------------------------------------------------------------------------------
+# The original's trainutils helpers
+# ---------------------------------------------------------------------------------------------------
+def h5Save(data, file_name, keys=None, compress=True):
+    """Write one array, or a list/tuple of arrays, to a new HDF5 file (atomically).
+
+    Args:
+        data: An array, or a list/tuple of arrays.
+        file_name: The file to (over)write.
+        keys: The dataset name (one array) or names (a list, one per array). ``None``: ``'data'``
+            for one array, ``'data0'``, ``'data1'``, ... for several.
+        compress: lzf compression (good for label arrays).
+    """
+    import h5py
+    import numpy as np
+    several = isinstance(data, (list, tuple))
+    arrays = list(data) if several else [data]
+    if keys is None:
+        keys = ['data%i' % i for i in range(len(arrays))] if several else ['data']
+    elif isinstance(keys, str):
+        keys = [keys]
+    keys = list(keys)
+    if len(keys) != len(arrays):
+        raise ValueError('h5Save: %i arrays but %i keys %s' % (len(arrays), len(keys), keys))
+    with atomic_path(file_name) as tmp:
+        with h5py.File(tmp, 'w') as f:
+            for key, arr in zip(keys, arrays):
+                f.create_dataset(key, data=np.asarray(arr), compression='lzf' if compress else None)
+
+
+def h5Load(file_name, keys=None):
+    """Read datasets from an HDF5 file.
+
+    Args:
+        file_name: The file.
+        keys: A dataset name, or a list of them (read in that order); ``None``: every dataset at the
+            root of the file (in the file's key order).
+
+    Returns:
+        One array when one dataset is read, else a list of arrays.
+    """
+    import h5py
+    try:
+        f = h5py.File(file_name, 'r')
+    except OSError as e:
+        raise OSError('Could not open h5-File %s: %s' % (file_name, e)) from None
+    with f:
+        if keys is None:
+            keys = [k for k in f.keys() if isinstance(f[k], h5py.Dataset)]
+        elif isinstance(keys, str):
+            keys = [keys]
+        missing = [k for k in keys if k not in f]
+        if missing:
+            raise KeyError('%s has no dataset(s) %s (it has %s)' % (file_name, missing, list(f.keys())))
+        ret = [f[k][()] for k in keys]
+    return ret[0] if len(ret) == 1 else ret
+
+
+def pickleSave(data, file_name):
+    """Write ``data`` as pickle records (protocol 2, which the original could read): every element
+    of a list or tuple as a record of its own, anything else as one record (atomically)."""
+    records = data if isinstance(data, (list, tuple)) else [data]
+    with atomic_write(file_name) as f:
+        for record in records:
+            pickle.dump(record, f, protocol=2)
+
+
+def pickleLoad(file_name):
+    """Read all pickle records of a (possibly gzipped) file through a restricted unpickler.
+
+    Only NumPy arrays, NumPy scalars, numbers, strings, bytes, lists, tuples and dicts are admitted;
+    a file referring to anything else (which loading could run) is refused before anything runs.
+    Python 2 pickles are read with ``encoding='latin1'``.
+
+    Returns:
+        The single record, or a list of the records.
+
+    Raises:
+        pickle.UnpicklingError: (:class:`~elektronn.safe_pickle.RefusedGlobal`) the file refers
+            to something else than arrays and plain containers, naming it.
+    """
+    from elektronn.safe_pickle import ArrayUnpickler, RefusedGlobal
+    with open(file_name, 'rb') as f:
+        raw = f.read()
+    if raw[:2] == b'\x1f\x8b':
+        raw = gzip.decompress(raw)
+    stream = io.BytesIO(raw)
+    unpickler = ArrayUnpickler(stream, encoding='latin1')
+    records = []
+    while stream.tell() < len(raw):
+        try:
+            records.append(unpickler.load())
+        except RefusedGlobal as e:
+            raise RefusedGlobal('%s was refused: record %i refers to %s; pickleLoad reads NumPy arrays and plain '
+                                'containers only (loading anything else could run code)'
+                                % (file_name, len(records), e)) from None
+        except EOFError:
+            break
+    return records[0] if len(records) == 1 else records
+
+
+def timeit(foo, n=1):
+    """Decorator: calls of the result run ``foo`` ``n`` times and print the mean time per call."""
+    @functools.wraps(foo)
+    def decorated(*args, **kwargs):
+        t0 = time.time()
+        for _ in range(n - 1):
+            foo(*args, **kwargs)
+        ret = foo(*args, **kwargs)
+        t = (time.time() - t0) / max(n, 1)
+        name = getattr(foo, '__name__', None)
+        print('Function %stook %.5f s averaged over %i execs' % ('<%s> ' % name if name else '', t, n))
+        return ret
+
+    return decorated
+
+
+def sha256_file(path):
+    """SHA-256 (hex) of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _imported_module_name(file_path):
+    """The module name under which :func:`import_variable_from_file` registers ``file_path``."""
+    stem = os.path.splitext(os.path.basename(os.path.expanduser(file_path)))[0]
+    return 'elektronn_imported_%s' % ''.join(c if c.isalnum() else '_' for c in stem)
+
+
+def import_variable_from_file(file_path, class_name):
+    """The object ``class_name`` defined by the Python file ``file_path`` (imported as a module; other
+    modules in its folder can be imported by it).
+
+    Raises:
+        AttributeError: the file defines no such name.
+    """
+    file_path = os.path.abspath(os.path.expanduser(file_path))
+    directory = os.path.dirname(file_path)
+    module_name = _imported_module_name(file_path)
+    spec = importlib.util.spec_from_file_location(module_name, file_path)
+    if spec is None:
+        raise ImportError('%s is not a Python file' % file_path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # before running it: classes defined there can be pickled
+    sys.path.insert(0, directory)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    finally:
+        if sys.path and sys.path[0] == directory:
+            sys.path.pop(0)
+    try:
+        return getattr(module, class_name)
+    except AttributeError:
+        raise AttributeError('%s defines no %r' % (file_path, class_name)) from None

@@ -389,7 +389,8 @@ def test_ignore_threshold_keeps_patches_of_cubes_with_not_present_flags(tmp_path
 
 
 def test_ignore_threshold_that_no_patch_can_pass_raises(tmp_path):
-    d_files, l_files = ignore_cube(tmp_path, 1.0)
+    # one labelled x-row of 40: a patch 4 wide holds at most 25 % labels (a wholly ignored cube is refused at loading)
+    d_files, l_files = ignore_cube(tmp_path, 0.975)
     data = load(tmp_path, d_files, l_files, patch_size=(2, 4, 4), stride=1, offset=0, n_dim=3, n_lab=2)
     with pytest.raises(RuntimeError, match='ignore_thresh=0.5'):
         data.getbatch(1, ignore_thresh=0.5)
@@ -841,11 +842,11 @@ class StubWarping:
     def __init__(self):
         self.calls = []
 
-    def getWarpParams(self, patch_size, amount=1.0, rng=None):
+    def draw_warp_params(self, patch_size, amount=1.0, rng=None):
         assert isinstance(rng, np.random.Generator)
         return 0.0, 0.0, 1.0, 0.0, (0.0 if len(patch_size) == 3 else None)
 
-    def getRequiredPatchSize(self, patch_size, rot, shear, scale, stretch, twist=None):
+    def required_patch_size(self, patch_size, rot, shear, scale, stretch, twist=None):
         return tuple(p + 4 for p in patch_size)
 
     def _crop(self, img, lab, patch_size):

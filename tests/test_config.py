@@ -102,8 +102,8 @@ def test_typo_suggests_the_nearest_name(tmp_path, key, suggestion):
 
 
 @pytest.mark.parametrize('key, value, rule', [
-    ('batch_size', '50', "'batch_size' must be an integer >= 1, got '50'"),
-    ('batch_size', 0, "'batch_size' must be an integer >= 1, got 0"),
+    ('batch_size', '50', "'batch_size' must be an integer >= 1 and <= 100000, got '50'"),
+    ('batch_size', 0, "'batch_size' must be an integer >= 1 and <= 100000, got 0"),
     ('plot_on', 'yes', "'plot_on' must be True or False"),
     ('n_dim', 4, "'n_dim' must be one of 2, 3"),
     ('mode', 'img-vect', "'mode' must be one of 'img-img', 'img-scalar', 'vect-scalar'"),
@@ -113,7 +113,7 @@ def test_typo_suggests_the_nearest_name(tmp_path, key, suggestion):
     ('d_files', [('raw.h5', 'raw', dict(t=(0, 2)))], "'d_files' entry.0.: the region must be a dict"),
     ('LR_schedule', [(100, 0.01), (50, 0.001)], "'LR_schedule' must be None or a list of .*steps must increase"),
     ('SGD_params', dict(lr=0.1), r"'SGD_params' has no setting 'lr' \(did you mean 'LR'\?\)"),
-    ('label_prop_thresh', 0.3, "'label_prop_thresh' must be a number > 0.5 and < 1, or None"),
+    ('label_prop_thresh', 0.3, "'label_prop_thresh' must be a finite number > 0.5 and < 1, or None"),
     ('d_files', ['raw.h5'], "'d_files' must be a list of \\(file name, dataset key\\) pairs \\(HDF5 or Zarr\\)"),
     ('data_class_name', 'My Data', "'data_class_name' must be None, a class name"),
     ('device', 'fast', "'device' must be False \\(CPU\\), 'auto' or a GPU index"),

@@ -68,8 +68,9 @@ def test_an_old_state_with_parameters_of_another_step_is_refused(tmp_path):
     t = quiet(make_trainer, tmp_path, seed=1, n_steps=40, history_freq=[20])
     quiet(t.run)
     state = os.path.join(t.save_path, 'blob-LAST.state.h5')
-    with h5py.File(state, 'a') as f:  # as states were written before they held their parameters
+    with h5py.File(state, 'a') as f:  # as states were written before they held their parameters and a checksum
         del f['params_file']
+        del f.attrs['content_sha256']
         named = os.path.join(t.save_path, json.loads(f.attrs['info'])['params_file'])
     t.cnn.randomizeWeights()
     quiet(t.cnn.saveParameters, named)
@@ -132,6 +133,41 @@ def test_background_processes_and_threads_as_configured(tmp_path, monkeypatch, c
     assert torch.get_num_threads() == before                   # restored after the run
 
 
+@pytest.mark.parametrize('damage', ['truncate', 'flip', 'empty'])
+def test_a_damaged_resume_state_is_one_clear_error(tmp_path, damage):
+    from elektronn.training.trainer import StateFileError
+    t = quiet(make_trainer, tmp_path, seed=1, n_steps=20, history_freq=[10])
+    quiet(t.run)
+    state = os.path.join(t.save_path, 'blob-LAST.state.h5')
+    data = open(state, 'rb').read()
+    if damage == 'truncate':
+        data = data[:len(data) // 2]
+    elif damage == 'flip':
+        with h5py.File(state, 'r') as f:   # a bit of the optimiser's momenta
+            name = 'optimizer/SGD/' + sorted(f['optimizer/SGD'])[0]
+            offset = f[name + '/' + sorted(f[name])[0]].id.get_offset()
+        data = bytearray(data)
+        data[offset + 3] ^= 0x10
+        data = bytes(data)
+    else:
+        data = b''
+    open(state, 'wb').write(data)
+    with pytest.raises(StateFileError, match='the resume state .*blob-LAST.state.h5 (is damaged|cannot be read)'):
+        quiet(resumed_trainer, t.config.config_file, 30)
+
+
 def test_trainer_without_config_seed_draws_fresh_entropy():
     a, b = Trainer(None), Trainer(None)
     assert a.seed_seq.entropy != b.seed_seq.entropy
+
+
+@pytest.mark.parametrize('optimizer', ['CG', 'RPROP'])
+def test_runs_of_every_optimizer_resume_exactly(tmp_path, optimizer):
+    whole = quiet(make_trainer, tmp_path / 'a', seed=2, n_steps=12, history_freq=[6], optimizer=optimizer)
+    quiet(whole.run)
+    first = quiet(make_trainer, tmp_path / 'b', seed=2, n_steps=6, history_freq=[6], optimizer=optimizer)
+    quiet(first.run)
+    second = quiet(resumed_trainer, first.config.config_file, 12)
+    quiet(second.run)
+    assert second.state.step == 12
+    assert_same(final_params(second), final_params(whole))

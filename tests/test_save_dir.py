@@ -165,11 +165,11 @@ def test_config_and_data_errors_leave_the_earlier_run_untouched(tmp_path, capsys
     # a data error when loading (the file has no such dataset)
     config = cube_run(tmp_path, d_files=[('raw.h5', 'nokey')])
     before = tree(tmp_path)
-    assert cli.main([config, '--gpu=false']) == 1
+    assert cli.main([config, '--gpu=false']) == 2
     assert "has no dataset 'nokey'" in capsys.readouterr().err
     assert tree(tmp_path) == before
     # a network the data do not fit (createNet)
-    assert cli.main([write_config(tmp_path, save_name='tiny', desired_input=16), '--gpu=false']) == 1
+    assert cli.main([write_config(tmp_path, save_name='tiny', desired_input=16), '--gpu=false']) == 2
     assert 'the data class gives examples of shape (1, 12, 12)' in capsys.readouterr().err
     assert moved_aside(tmp_path) == [] and tree(save_dir) == files
 

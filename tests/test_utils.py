@@ -54,3 +54,22 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, use
                 raise OSError(28, 'No space left on device')
     assert target.read_text() == 'old'
     assert os.listdir(tmp_path) == ['x.txt']
+
+
+def test_a_failed_write_names_the_file_not_its_temporary(tmp_path):
+    target = tmp_path / 'x.param'
+    with pytest.raises(OSError) as e:
+        with utils.atomic_path(target):
+            raise OSError(28, 'No space left on device', str(tmp_path / '.x.abc.tmp.param'))
+    assert e.value.errno == 28 and str(e.value) == '[Errno 28] cannot write %s: No space left on device' % target
+
+
+def test_temporaries_of_killed_writes_are_removed_and_nothing_else(tmp_path):
+    with utils.atomic_path(tmp_path / 'run-LAST.param') as tmp:
+        open(tmp, 'w').write('x')
+        left = os.path.basename(tmp)
+        os.link(tmp, tmp_path / left.replace('.tmp', '.tmq'))  # a name that only looks similar
+    (tmp_path / left).write_text('half')                   # as a writer killed mid-write leaves it
+    (tmp_path / '.hidden').write_text('mine')
+    assert utils.remove_stale_temporaries(tmp_path) == [left]
+    assert sorted(os.listdir(tmp_path)) == sorted(['run-LAST.param', '.hidden', left.replace('.tmp', '.tmq')])

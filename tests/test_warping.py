@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from elektronn.training import warping
-from elektronn.training.warping import (getRequiredPatchSize, getWarpParams, warp2dBatch, warp2dFast, warp2dJoint,
+from elektronn.training.warping import (required_patch_size, draw_warp_params, warp2dBatch, warp2dFast, warp2dJoint,
                                         warp3dFast, warp3dJoint)
 
 
@@ -37,7 +37,7 @@ def reference_warp3d(img, ps, rot, shear, scale, stretch, twist):
 
 
 def params3d(rng, amount=1.0):
-    return getWarpParams((5, 9, 9), amount=amount, rng=rng)
+    return draw_warp_params((5, 9, 9), amount=amount, rng=rng)
 
 
 def test_identity_leaves_data_unchanged():
@@ -57,8 +57,8 @@ def test_identity_leaves_data_unchanged():
     np.testing.assert_array_equal(lab, lab3)
     out, _ = warp3dJoint(img3, None, (4, 9, 7))
     np.testing.assert_array_equal(out, img3[1:5, :, 1:10, 1:8])
-    assert getWarpParams((9, 9), amount=0, rng=rng) == (0.0, 0.0, (1.0, 1.0), (0.0, 0.0), None)
-    np.testing.assert_array_equal(getRequiredPatchSize((5, 9, 9), *getWarpParams((5, 9, 9), 0, rng)), [5, 9, 9])
+    assert draw_warp_params((9, 9), amount=0, rng=rng) == (0.0, 0.0, (1.0, 1.0), (0.0, 0.0), None)
+    np.testing.assert_array_equal(required_patch_size((5, 9, 9), *draw_warp_params((5, 9, 9), 0, rng)), [5, 9, 9])
 
 
 @pytest.mark.parametrize('seed', range(4))
@@ -77,7 +77,7 @@ def test_2d_transform_is_the_single_slice_3d_transform():
     rng = np.random.default_rng(1)
     img = rng.random((3, 25, 22)).astype(np.float32)
     for _ in range(3):
-        rot, shear, scale, stretch, twist = getWarpParams((17, 15), rng=rng)
+        rot, shear, scale, stretch, twist = draw_warp_params((17, 15), rng=rng)
         assert twist is None
         ours = warp2dFast(img, (17, 15), rot, shear, scale, stretch)
         ref = reference_warp3d(img[None], (1, 17, 15), rot, shear, tuple(scale) + (1.0,), tuple(stretch) + (0, 0), 0)
@@ -88,8 +88,8 @@ def test_warped_labels_stay_registered_with_the_image():
     """Labels cut from the image itself must equal the warped image's central crop."""
     rng = np.random.default_rng(2)
     for patch, off in (((31, 27), (4, 3)), ((7, 33, 29), (2, 5, 4))):
-        p = getWarpParams(patch, rng=rng)
-        req = getRequiredPatchSize(patch, *p)
+        p = draw_warp_params(patch, rng=rng)
+        req = required_patch_size(patch, *p)
         classes = rng.integers(0, 5, tuple(req)).astype(np.int16)
         if len(patch) == 2:
             img, lab = classes[None].astype(np.float32), classes[off[0]:-off[0], off[1]:-off[1]]
@@ -113,8 +113,8 @@ def test_required_patch_size_leaves_no_empty_pixels():
     rng = np.random.default_rng(3)
     for patch in ((26, 26), (9, 40, 36), (1, 31, 31), (7, 127, 127)):
         for _ in range(10):
-            p = getWarpParams(patch, amount=1.5, rng=rng)
-            req = getRequiredPatchSize(patch, *p)
+            p = draw_warp_params(patch, amount=1.5, rng=rng)
+            req = required_patch_size(patch, *p)
             assert np.all(req >= patch) and np.all((req - patch) % 2 == 0)
             ones = np.ones((1,) + tuple(req), np.float32) if len(patch) == 2 else \
                 np.ones((req[0], 1, req[1], req[2]), np.float32)
@@ -124,20 +124,20 @@ def test_required_patch_size_leaves_no_empty_pixels():
 
 def test_parameter_distributions_and_fresh_draws():
     rng = np.random.default_rng(4)
-    draws2 = [getWarpParams((20, 20), rng=rng) for _ in range(300)]
+    draws2 = [draw_warp_params((20, 20), rng=rng) for _ in range(300)]
     scales = np.array([d.scale for d in draws2])
     assert scales.min() >= 1.0 and scales.max() <= 1.1
     assert scales[:, 0].std() > 0.02 and scales[:, 1].std() > 0.02  # both axes are scaled (original: y only)
     assert max(abs(d.rot) for d in draws2) <= 15 and max(abs(d.shear) for d in draws2) <= 3
     assert min(d.rot for d in draws2) < -10 < 10 < max(d.rot for d in draws2)
-    draws3 = [getWarpParams((5, 20, 20), rng=rng) for _ in range(300)]
+    draws3 = [draw_warp_params((5, 20, 20), rng=rng) for _ in range(300)]
     assert all(d.rot >= 0 and d.rot + abs(d.twist) <= 15 + 1e-9 for d in draws3)
     assert all(len(d.scale) == 3 and len(d.stretch) == 4 and max(map(abs, d.stretch)) <= 0.1 for d in draws3)
     # every call draws anew; equal seeds reproduce; no rng means fresh entropy each call
     assert draws2[0] != draws2[1]
-    assert getWarpParams((9, 9), rng=np.random.default_rng(7)) == getWarpParams((9, 9), rng=np.random.default_rng(7))
-    assert getWarpParams((9, 9)) != getWarpParams((9, 9))
-    assert getWarpParams((9, 9), rng=np.random.RandomState(0)).twist is None
+    assert draw_warp_params((9, 9), rng=np.random.default_rng(7)) == draw_warp_params((9, 9), rng=np.random.default_rng(7))
+    assert draw_warp_params((9, 9)) != draw_warp_params((9, 9))
+    assert draw_warp_params((9, 9), rng=np.random.RandomState(0)).twist is None
 
 
 def test_dtype_and_non_image_labels_are_kept():
@@ -181,18 +181,40 @@ def test_bad_input_gives_clear_errors():
     with pytest.raises(ValueError, match='twist'):
         warp2dJoint(img, None, (8, 8), 0, 0, (1, 1), (0, 0), 5.0)
     with pytest.raises(ValueError, match='patch_size'):
-        getWarpParams((4,))
+        draw_warp_params((4,))
     with pytest.raises(ValueError, match='amount'):
-        getWarpParams((4, 4), amount=-1)
+        draw_warp_params((4, 4), amount=-1)
     with pytest.raises(ValueError, match='positive'):
-        getRequiredPatchSize((0, 4), 0, 0, (1, 1), (0, 0))
+        required_patch_size((0, 4), 0, 0, (1, 1), (0, 0))
 
 
 def test_amount_above_one_warns(capsys):
-    getWarpParams((9, 9), amount=2, rng=np.random.default_rng(0))
+    draw_warp_params((9, 9), amount=2, rng=np.random.default_rng(0))
     assert 'WARNING' in capsys.readouterr().out
 
 
 def test_module_exports_the_documented_interface():
-    for name in ('getWarpParams', 'getRequiredPatchSize', 'warp2dJoint', 'warp3dJoint', 'WarpParams'):
+    for name in ('draw_warp_params', 'required_patch_size', 'getWarpParams', 'getRequiredPatchSize', 'warp2dJoint',
+                 'warp3dJoint', 'WarpParams'):
         assert name in warping.__all__
+
+
+def test_original_tuples():
+    """getWarpParams / getRequiredPatchSize return what the original's did."""
+    for patch in ((17, 15), (5, 19, 21)):
+        req, rot, shear, scale, stretch, twist = warping.getWarpParams(patch, rng=np.random.default_rng(3))
+        assert (rot, shear, tuple(scale), tuple(stretch), twist) == tuple(
+            draw_warp_params(patch, rng=np.random.default_rng(3)))
+        np.testing.assert_array_equal(req, required_patch_size(patch, rot, shear, scale, stretch, twist))
+        req2, eff, left = warping.getRequiredPatchSize(patch, rot, shear, scale, stretch, twist)
+        np.testing.assert_array_equal(req2, req)
+        assert eff.shape == left.shape == (len(patch),) and eff.dtype.kind == left.dtype.kind == 'i'
+        assert np.all(left >= 0) and np.all(eff >= np.array(patch) - 1)
+    # no warp: the corners stay where they are
+    req, eff, left = warping.getRequiredPatchSize((9, 11), 0, 0, (1, 1), (0, 0))
+    np.testing.assert_array_equal(req, [9, 11])
+    np.testing.assert_array_equal(eff, [8, 10])
+    np.testing.assert_array_equal(left, [0, 0])
+    # a rotation by 15 degrees pushes corners below 0
+    _, eff, left = warping.getRequiredPatchSize((20, 20), 15, 0, (1, 1), (0, 0))
+    assert np.all(left > 0) and np.all(eff > 19)

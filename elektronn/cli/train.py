@@ -13,7 +13,7 @@ import importlib.resources
 import os
 import sys
 
-__all__ = ['main', 'find_config']
+__all__ = ['main', 'find_config', 'parseargs']
 
 _EPILOG = """\
 what happens:
@@ -80,6 +80,24 @@ def _parser():
                         'optimiser state, step, learning rate, schedule position, histories, random state); '
                         'n_steps and max_runtime count from the start of the first run')
     return p
+
+
+def parseargs(gpu=None, argv=None):
+    """The original's ``trainutils.parseargs``: ``(config, gpu)`` from the command line ``argv``
+    (default ``sys.argv[1:]``) of ``elektronn-train``.
+
+    ``gpu`` is the default of ``--gpu``. The value comes back as the original gave it: ``'auto'``,
+    ``False`` (CPU) or an int; a GPU list (``0,1``, ``all``, new) as the text.
+    """
+    from elektronn.net.device import parse_gpu, parse_gpu_list
+    parser = _parser()
+    parser.set_defaults(gpu=gpu)
+    args = parser.parse_args(argv)
+    value = args.gpu
+    if isinstance(value, str) and parse_gpu_list(value) is None:
+        value = parse_gpu(value)
+        value = False if value == 'cpu' else value
+    return args.config, value
 
 
 def _example_names():
@@ -278,6 +296,10 @@ def _run(args, tee, config):
     try:
         trainer.loadData()
         trainer.createNet()
+    except (ConfigError, DataKeyError, WorkerError, OSError, ValueError) as e:  # unreadable or bad data
+        print('elektronn-train: error: %s' % e, file=sys.stderr)
+        return 2, False
+    try:
         error = _prepare_save_dir(config, trainer.dist)
         if error is not None:
             print('elektronn-train: error: %s' % error, file=sys.stderr)
@@ -297,6 +319,9 @@ def _run(args, tee, config):
                 _backup_resumed_config(config)
         outcome = trainer.run()
     except (ConfigError, DataKeyError, WorkerError) as e:
+        print('elektronn-train: error: %s' % e, file=sys.stderr)
+        return 1, False
+    except OSError as e:  # a full disk: the trainer has said what is kept and how to continue
         print('elektronn-train: error: %s' % e, file=sys.stderr)
         return 1, False
     return 1 if outcome == 'diverged' else 0, True  # under DDP the ranks agree on how the run ends

@@ -2,7 +2,8 @@
 
 ``from elektronn.net import MixedConvNN, CNNCalculator`` works; the submodules keep the
 original's paths (``elektronn.net.convnet.MixedConvNN``, ``elektronn.net.netutils.CNNCalculator``).
-This package knows nothing of ``elektronn.training``.
+This package knows nothing of ``elektronn.training`` (except :mod:`elektronn.net.netcreation`, the
+original's module path of ``createNet``, which re-exports it from there).
 """
 
 __all__ = ['MixedConvNN', 'CNNCalculator']

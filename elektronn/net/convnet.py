@@ -204,6 +204,8 @@ class MixedConvNN(nn.Module):
         self.params = []
         self.CG_timeline = []
         self.debug_functions = []
+        self.debug_conv_output = []
+        self.debug_gradients_function = None
         self.TotalForwardPassCost = 0
         self.n_lab = None
         self.output_shape = None
@@ -384,6 +386,9 @@ class MixedConvNN(nn.Module):
         layer.input_shape = (self._shape[0], layer.n_in)
         layer.output_shape = (self._shape[0], layer.output_units)
         layer.output_shape_internal = layer.output_shape
+        if len(self._shape) == 5 and 'W' in layer.param_names:
+            # the original flattened 3D conv outputs in (z, ch, x, y) order: W.get_value() follows it
+            layer.W.original_layout = ('rows', tuple(int(s) for s in self._shape[1:]))
         print('PerceptronLayer( #Inputs =', layer.n_in, '#Outputs =', layer.n_out, ')')
         if layer.input_noise:
             print('Input_noise active, p=%s' % layer.input_noise)
@@ -1223,8 +1228,25 @@ class MixedConvNN(nn.Module):
         return out
 
     def compileDebugFunctions(self, gradients=True):
-        """Fill ``debug_functions``: one callable per layer returning that layer's output."""
+        """Make the original's debug callables.
+
+        * ``debug_functions``: one per layer, ``f(data)`` returns that layer's output (original layout);
+        * ``debug_conv_output``: one per conv layer, its convolution output before pooling;
+        * ``debug_gradients_function`` (with ``gradients``; needs a compiled network):
+          ``f(data, labels, *aux)`` returns the gradient of the loss for every array of
+          ``cnn.params``, in the original's layout (as ``param.get_value()``), computed as in a
+          training step (with dropout).
+        """
         self.debug_functions = [(lambda data, i=i: self.get_activities(data)[i]) for i in range(len(self.layers))]
+        n_conv = sum(isinstance(layer, _ConvLayer) for layer in self.layers)
+        self.debug_conv_output = [(lambda data, i=i: self.get_nonpooled_activities(data)[i]) for i in range(n_conv)]
+        if gradients:
+            self.debug_gradients_function = self._debug_gradients
+
+    def _debug_gradients(self, data, labels, *aux, **aux_kwargs):
+        self._require_compiled('debug_gradients_function', training=True)
+        grads = self._gradients(data, labels, *aux, **aux_kwargs)
+        return [p.to_original_layout(g) if hasattr(p, 'to_original_layout') else g for p, g in zip(self.params, grads)]
 
     def _gradients(self, data, labels, *aux, **aux_kwargs):
         x, y, a = self._prepare(data, labels, aux, aux_kwargs)

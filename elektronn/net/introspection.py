@@ -1,15 +1,19 @@
-"""Pictures of a network's insides: filter mosaics and parameter histograms.
+"""Pictures of a network's insides: filter mosaics, activation maps and histograms.
 
 Figures are drawn with matplotlib's Agg canvas (no display needed, safe in worker processes)
-and written atomically as PNG files.
+and written atomically as PNG files; the original showed them on screen instead (its ``no_show``
+arguments are accepted and change nothing).
 """
+import os
+
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from elektronn.utils import atomic_path
 
-__all__ = ['embedMatricesInGray', 'plotFilters', 'showParamHistogram']
+__all__ = ['embedMatricesInGray', 'plotFilters', 'showParamHistogram', 'showActivations', 'showActivityHistogram',
+           'showMultipleFiguresAdd']
 
 
 def embedMatricesInGray(mat, border_width=1, normalize=False, output_ratio=1.7, fixed_n_horizontal=0):
@@ -148,3 +152,112 @@ def showParamHistogram(cnn, no_show=False, onlyW=True, savename='param_histogram
         fig.tight_layout()
         _save(fig, savename)
     return entries
+
+
+def _grid(n):
+    """Rows and columns of a near-square grid of at least ``n`` cells (the original's rule)."""
+    rows = int(np.sqrt(n) + 0.9999)
+    cols = int(n / float(rows) + 0.9999)
+    if rows * cols < n:
+        if rows < cols:
+            rows += 1
+        else:
+            cols += 1
+    return rows, cols
+
+
+def showMultipleFiguresAdd(fig, n, i, image, title, isGray=True):
+    """Add ``image`` as the ``i``-th (counting from 0) of ``n`` subplots of the matplotlib figure ``fig``.
+
+    The subplots form a near-square grid. Returns the new axes.
+    """
+    if not 0 <= i < n:
+        raise ValueError('showMultipleFiguresAdd: i must lie in [0, %i), got %r' % (n, i))
+    rows, cols = _grid(n)
+    ax = fig.add_subplot(rows, cols, i + 1)
+    ax.set_title(title)
+    ax.imshow(image, interpolation='nearest', cmap='gray' if isGray else None)
+    return ax
+
+
+def _debug_functions(cnn):
+    if len(cnn.debug_functions) != len(cnn.layers):
+        print('Compiling the debug functions (cnn.compileDebugFunctions)')
+        cnn.compileDebugFunctions(gradients=False)
+    return cnn.debug_functions
+
+
+def showActivations(cnn, data, show_first_class_prob=False, no_show=False, savename='activations.png'):
+    """Draw the activation maps of every conv layer for the first example of ``data``.
+
+    Uses ``cnn.debug_functions`` (compiled on demand). A 2D layer's maps ``(ch, x, y)`` form one
+    mosaic, each map normalised to its own range; a 3D layer's maps ``(z, ch, x, y)`` one row per
+    z slice. Perceptron layers (no maps) are skipped.
+
+    Args:
+        cnn: A :class:`~elektronn.net.convnet.MixedConvNN`.
+        data: A batch in the network's input layout.
+        show_first_class_prob: Also draw the probability map of class 0 of the first example
+            (conv output layers), saved as ``<savename stem>_class0.png``.
+        no_show: Kept for compatibility (nothing is ever shown on screen).
+        savename: PNG file to write (``None``: do not save).
+
+    Returns:
+        The list of mosaics, one per conv layer.
+    """
+    images, titles = [], []
+    for i, f in enumerate(_debug_functions(cnn)):
+        activity = np.asarray(f(data))[0]
+        if activity.ndim == 3:
+            image = embedMatricesInGray(activity, 1, True)
+        elif activity.ndim == 4:  # (z, ch, x, y): one row per z slice
+            image = embedMatricesInGray(activity.reshape((-1,) + activity.shape[2:]), 1, True,
+                                        fixed_n_horizontal=activity.shape[1])
+        else:
+            continue
+        images.append(image)
+        titles.append('Layer-%i Activity' % i)
+    if savename and images:
+        fig = Figure(figsize=(15, 14))
+        for k, (image, title) in enumerate(zip(images, titles)):
+            showMultipleFiguresAdd(fig, len(images), k, image, title)
+        fig.tight_layout()
+        _save(fig, savename)
+    if show_first_class_prob:
+        prob = np.asarray(cnn.class_probabilities(data))
+        if prob.ndim >= 4:
+            image = prob[0, 0] if prob.ndim == 4 else prob[0, 0, prob.shape[2] // 2]
+            if savename:
+                fig = Figure()
+                ax = fig.add_subplot(111)
+                ax.imshow(image, interpolation='nearest', cmap='gray')
+                ax.set_title('prediction map of first class')
+                stem, ext = os.path.splitext(savename)
+                _save(fig, stem + '_class0' + (ext or '.png'))
+        else:
+            print('showActivations: the output has no spatial map (%s); no class map drawn' % (prob.shape,))
+    return images
+
+
+def showActivityHistogram(cnn, data, no_show=False, savename='activity_histogram.png', bins=100):
+    """Histograms of every layer's activations for ``data`` (via ``cnn.debug_functions``), in one PNG.
+
+    Returns:
+        List of ``(layer_number, counts, bin_edges)`` (layers counted from 1).
+    """
+    entries = []
+    for i, f in enumerate(_debug_functions(cnn)):
+        activity = np.asarray(f(data), dtype=np.float64).ravel()
+        counts, edges = np.histogram(activity, bins=bins)
+        entries.append((i + 1, counts, edges, activity.size))
+    if savename and entries:
+        rows, cols = _grid(len(entries))
+        fig = Figure(figsize=(4 * cols, 3 * rows))
+        for k, (number, counts, edges, size) in enumerate(entries):
+            ax = fig.add_subplot(rows, cols, k + 1)
+            ax.bar((edges[:-1] + edges[1:]) / 2, counts, width=0.7 * (edges[1] - edges[0]), align='center')
+            ax.set_xlabel('%i activations' % size)
+            ax.set_ylabel('# (Layer %i)' % number)
+        fig.tight_layout()
+        _save(fig, savename)
+    return [(number, counts, edges) for number, counts, edges, _ in entries]

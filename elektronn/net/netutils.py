@@ -17,10 +17,13 @@ Per dimension and layer (``in`` the layer's input size, ``f`` its filter, ``p`` 
     overlap  = field - stride
     offset   = field_last / 2      (a float: non-integer means the output neurons sit centred on
                                     input pixels, i.e. the field of view is odd)
+
+:func:`makeGabor`, :func:`makeGaborFilters` and :func:`blob` make the Gabor and Gaussian filters of
+the original's ``ConvLayer2d.gaborInitialisation`` (its module ``elektronn.net.gaborfilters``).
 """
 import numpy as np
 
-__all__ = ['CNNCalculator', 'initWeights']
+__all__ = ['CNNCalculator', 'initWeights', 'makeGabor', 'makeGaborFilters', 'blob']
 
 #: Valid input sizes are searched from 2 up to this bound (or further when a larger input or
 #: output is asked for).
@@ -297,3 +300,75 @@ def initWeights(shape, scale='glorot', mode='normal', pool=None, rng=None):
     else:
         W = rng.uniform(-w_scale, w_scale, shape)
     return W.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Gabor filters (the original's elektronn.net.gaborfilters)
+# ---------------------------------------------------------------------------------------------------
+_GABOR_SIGMA = 0.35
+_GABOR_FREQUENCY = 1.6 / np.pi  # spatial frequency per mode, in cycles per unit of the normalised grid
+
+
+def makeGabor(filter_angle, n_modes, size, offset):
+    """A square Gabor filter: a Gaussian envelope times a cosine wave, zero mean.
+
+    The grid runs over ``size`` points from ``-m`` to ``m`` with ``m = size // 2`` (``X`` along the
+    columns, ``Y`` along the rows), normalised by ``m + 1`` and rotated by ``filter_angle``::
+
+        u =  X / (m + 1) cos(a) + Y / (m + 1) sin(a)
+        v = -X / (m + 1) sin(a) + Y / (m + 1) cos(a)
+        g = exp(-(u^2 + v^2) / (2 * 0.35^2)) * cos(2 pi (n_modes * 1.6 / pi * v + offset_rad))
+
+    then ``g - mean(g)``, divided by ``sum(g^2)`` (of the centred filter).
+
+    Args:
+        filter_angle: Orientation in degrees, ``0 <= angle < 360``.
+        n_modes: Number of modes (1, 2, ...): scales the frequency.
+        size: Filter size (the filter is ``size x size``).
+        offset: Phase offset of the wave in degrees.
+
+    Returns:
+        float32 array ``(size, size)``.
+    """
+    if not 0 <= filter_angle < 360:
+        raise ValueError('filter_angle must lie in [0, 360) degrees, got %r' % (filter_angle,))
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+        raise ValueError('size must be a positive integer, got %r' % (size,))
+    m = int(size) // 2
+    theta = np.deg2rad(float(filter_angle))
+    phase = np.deg2rad(float(offset))
+    grid = np.linspace(-m, m, int(size))
+    X, Y = np.meshgrid(grid, grid)
+    X, Y = X / (m + 1.0), Y / (m + 1.0)
+    u = X * np.cos(theta) + Y * np.sin(theta)
+    v = -X * np.sin(theta) + Y * np.cos(theta)
+    gabor = np.exp(-0.5 * (u ** 2 + v ** 2) / _GABOR_SIGMA ** 2) * \
+        np.cos(2.0 * np.pi * (n_modes * _GABOR_FREQUENCY * v + phase))
+    gabor = gabor - gabor.mean()
+    return (gabor / np.square(gabor).sum()).astype(np.float32)
+
+
+def makeGaborFilters(size, number):
+    """``number`` first-order and ``number`` second-order Gabor filters.
+
+    First order: ``makeGabor(k * 360 / number, 1, size, 45)``; second order:
+    ``makeGabor(k * 180 / number, 2, size, 0)``, for ``k = 0 .. number - 1``.
+
+    Returns:
+        float32 array ``(2 * number, size, size)``.
+    """
+    number = int(number)
+    if number < 1:
+        raise ValueError('number must be a positive integer, got %r' % (number,))
+    first = [makeGabor(k * 360.0 / number, 1, size, 45) for k in range(number)]
+    second = [makeGabor(k * 180.0 / number, 2, size, 0) for k in range(number)]
+    return np.array(first + second)
+
+
+def blob(size):
+    """A Gaussian blob filter ``exp(-(x^2 + y^2) / 2)`` on a ``size x size`` grid over [-2, 2], divided by
+    the sum of its squares (float64, as the original)."""
+    grid = np.linspace(-2, 2, int(size))
+    x, y = np.meshgrid(grid, grid)
+    ret = np.exp(-0.5 * (np.square(x) + np.square(y)))
+    return ret / np.square(ret).sum()

@@ -25,6 +25,11 @@ CG and LBFGS evaluate the loss several times per call. The closure they receive 
 every evaluation of one call, so the line searches compare losses of one and the same function.
 Both minimise ``loss + wd / 2 * sum(p ** 2)`` (the L2 penalty whose gradient is the weight decay
 of SGD) and report the plain loss.
+
+The original's entry points ``compileSGD``, ``compileAdam``, ``compileRPROP``, ``compileCG`` and
+``compileLBFGS`` (and their base ``Optimizer``, here :class:`CompiledOptimizer`) compiled a Theano
+update function for a network; here they set a network's hyper-parameters and return a callable
+that runs :meth:`~elektronn.net.convnet.MixedConvNN.trainingStep` with their mode.
 """
 import math
 import time
@@ -33,7 +38,8 @@ import numpy as np
 import torch
 
 __all__ = ['SharedScalar', 'SGD', 'Adam', 'RPROP', 'CG', 'LBFGS', 'OPTIMIZERS', 'DEFAULT_PARAMS',
-           'check_settings']
+           'check_settings', 'CompiledOptimizer', 'compileSGD', 'compileAdam', 'compileRPROP', 'compileCG',
+           'compileLBFGS']
 
 #: Per-optimiser defaults used by ``MixedConvNN.setOptimizerParams``.
 DEFAULT_PARAMS = {
@@ -73,6 +79,11 @@ class SharedScalar:
 
     def __repr__(self):
         return '%s(%g)' % (self.name or 'SharedScalar', self._value)
+
+
+def _per_parameter(values):
+    """Whether a state entry holds one array per parameter (not a tuple of scalars)."""
+    return len(values) > 0 and all(isinstance(v, np.ndarray) or torch.is_tensor(v) for v in values)
 
 
 def _laid_out_like(tensor, like, copy=False):
@@ -170,7 +181,9 @@ class _Optimizer:
     def load_state_dict(self, state):
         self.reset()
         for k, v in state.items():
-            if isinstance(v, list):
+            if isinstance(v, (list, tuple)) and not _per_parameter(v):
+                self.state[k] = tuple(v)  # a record of scalars (CG's last line search), as JSON gives it back
+            elif isinstance(v, list):
                 if len(v) != len(self.params):
                     raise ValueError('%s state %r has %i arrays, the network has %i parameters'
                                      % (self.name, k, len(v), len(self.params)))
@@ -529,3 +542,114 @@ def check_settings(mode, settings):
 
 
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, RPROP, CG, LBFGS)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The original's compile* objects
+# ---------------------------------------------------------------------------------------------------
+class CompiledOptimizer:
+    """The original's optimiser base (``elektronn.net.optimizer.Optimizer``) on a compiled network.
+
+    Calling the object performs one update step on a batch: ``opt(data, labels, *aux)`` returns
+    ``[loss, loss_instance]`` (the loss before the update, as the network's ``trainingStep``).
+
+    Args:
+        model_obj: A compiled :class:`~elektronn.net.convnet.MixedConvNN`.
+        X, Y, Y_aux, top_loss, params: The original's symbolic Theano inputs, loss and parameters.
+            There is no symbolic graph any more: giving them raises ``NotImplementedError``.
+    """
+
+    #: The ``trainingStep`` mode (``None``: the base has no update rule).
+    mode = None
+
+    def __init__(self, model_obj=None, X=None, Y=None, Y_aux=(), top_loss=None, params=None):
+        who = type(self).__name__
+        if any(v is not None for v in (X, Y, top_loss, params)) or (Y_aux is not None and len(Y_aux)):
+            raise NotImplementedError(
+                '%s(X=, Y=, Y_aux=, top_loss=, params=) compiled a Theano graph from symbolic variables, which '
+                'no longer exist; pass the network instead (%s(model_obj=cnn)) or call '
+                "cnn.trainingStep(data, labels, mode=%r)" % (who, who, self.mode or 'SGD'))
+        if model_obj is None or not hasattr(model_obj, 'trainingStep'):
+            raise NotImplementedError('%s needs the network: %s(model_obj=cnn) (a compiled MixedConvNN); the '
+                                      "same step is cnn.trainingStep(data, labels, mode=%r)"
+                                      % (who, who, self.mode or 'SGD'))
+        model_obj._require_compiled(who, training=True)
+        self.t_init = time.time()
+        self.model_obj = model_obj
+        self.params = model_obj.params
+        self.optimizer_params = None
+
+    def _settings(self):
+        cnn = self.model_obj
+        return cnn._SGD_params if self.mode == 'SGD' else getattr(cnn, '_%s_params' % self.mode)
+
+    def updateOptimizerParams(self, optimizer_params):
+        """Update the hyper-parameters of this optimiser (on the network: they act at the next step)."""
+        if self.mode is None:
+            raise NotImplementedError('the base Optimizer has no hyper-parameters; use compileSGD, compileAdam, '
+                                      'compileRPROP, compileCG or compileLBFGS')
+        optimizer_params = dict(optimizer_params)
+        cnn = self.model_obj
+        if self.mode == 'SGD':
+            unknown = sorted(set(optimizer_params) - {'LR', 'momentum'})
+            if unknown:
+                raise ValueError('SGD has the hyper-parameters LR and momentum, got %s' % unknown)
+            if 'LR' in optimizer_params:
+                cnn.setSGDLR(float(optimizer_params['LR']))
+            if 'momentum' in optimizer_params:
+                cnn.setSGDMomentum(float(optimizer_params['momentum']))
+        else:
+            settings = self._settings()
+            if self.mode in ('CG', 'LBFGS'):
+                check_settings(self.mode, dict(settings, **optimizer_params))
+            settings.update(optimizer_params)
+        self.optimizer_params = self._settings()
+
+    def get_loss(self, *args):
+        """``[data, labels(, *aux)] -> (loss, loss_instance)`` without an update."""
+        return self.model_obj.get_loss(*args)
+
+    def __call__(self, *args):
+        """One update step: ``[data, labels(, *aux)] -> [loss, loss_instance]``."""
+        if self.mode is None:
+            raise NotImplementedError('the base Optimizer has no update rule; use compileSGD, compileAdam, '
+                                      'compileRPROP, compileCG or compileLBFGS (or cnn.trainingStep)')
+        loss, instance, _ = self.model_obj.trainingStep(*args, mode=self.mode)
+        return [np.float32(loss), instance]
+
+    def compileGradients(self):
+        """A function ``[data, labels(, *aux)] -> gradients`` of every array of ``cnn.params``, in the
+        original's layout (see ``MixedConvNN.compileDebugFunctions``)."""
+        return self.model_obj._debug_gradients
+
+
+class _CompileMode(CompiledOptimizer):
+    def __init__(self, optimizer_params, model_obj=None, X=None, Y=None, Y_aux=(), top_loss=None, params=None):
+        super().__init__(model_obj, X, Y, Y_aux, top_loss, params)
+        self.updateOptimizerParams(optimizer_params)
+        model_obj._optimizer(self.mode)
+
+
+class compileSGD(_CompileMode):
+    """SGD with momentum on ``model_obj`` (``optimizer_params``: ``LR``, ``momentum``)."""
+    mode = 'SGD'
+
+
+class compileAdam(_CompileMode):
+    """Adam on ``model_obj`` (``optimizer_params``: ``LR``, ``beta1``, ``beta2``, ``epsilon``)."""
+    mode = 'Adam'
+
+
+class compileRPROP(_CompileMode):
+    """RPROP on ``model_obj`` (``optimizer_params``: ``penalty``, ``gain``, ``beta``, ``initial_update_size``)."""
+    mode = 'RPROP'
+
+
+class compileCG(_CompileMode):
+    """Conjugate gradient on ``model_obj`` (``optimizer_params`` as :data:`DEFAULT_PARAMS` ``['CG']``)."""
+    mode = 'CG'
+
+
+class compileLBFGS(_CompileMode):
+    """L-BFGS on ``model_obj`` (``optimizer_params`` as :data:`DEFAULT_PARAMS` ``['LBFGS']``)."""
+    mode = 'LBFGS'

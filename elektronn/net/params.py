@@ -9,6 +9,11 @@ File layout (HDF5; nothing in it can run code when loaded)::
                                 perceptron W (n_in, n_out); attrs: type (layer class name)
     /layer001/...
 
+The root attribute ``content_sha256`` is a SHA-256 of the parameters (layer types, parameter names,
+shapes and float32 values) and the pool shapes; reading verifies it, so that a file damaged after it
+was written (a flipped bit, a truncated copy) fails with :class:`ParameterFileError` naming the file
+instead of loading wrong weights. Files without it (older ones) are read unverified.
+
 Conv filters are cross-correlation kernels (PyTorch's convention). Files are written atomically.
 
 Loading is *adaptive* by default, as in the original: parameters whose shapes differ from the
@@ -17,6 +22,7 @@ centre-aligned in space (the rest filled with noise at the loaded filters' std),
 cropped or tiled, perceptron weights of another shape are skipped — so that a smaller saved net
 (for instance a pre-trained autoencoder encoder) can initialise a bigger one.
 """
+import hashlib
 import json
 import os
 
@@ -26,11 +32,29 @@ import numpy as np
 from elektronn import __version__
 from elektronn.utils import atomic_path
 
-__all__ = ['save_parameters', 'save_parameter_entries', 'read_parameter_file', 'apply_parameters', 'FORMAT_NAME']
+__all__ = ['save_parameters', 'save_parameter_entries', 'read_parameter_file', 'apply_parameters', 'FORMAT_NAME',
+           'ParameterFileError']
 
 FORMAT_NAME = 'ELEKTRONN parameters'
 FORMAT_VERSION = 1
 _HDF5_SIGNATURE = b'\x89HDF\r\n\x1a\n'
+
+
+class ParameterFileError(ValueError):
+    """A parameter file cannot be read: missing parts, damaged or not a parameter file; the message names it."""
+
+
+def _content_digest(entries, poolings_json):
+    """SHA-256 (hex) of layer dicts ``{'type': ..., name: array}`` and the pool record, as stored."""
+    h = hashlib.sha256(poolings_json.encode())
+    for i, entry in enumerate(entries):
+        names = [name for name in entry if name != 'type']
+        h.update(json.dumps([i, str(entry.get('type', '')), names]).encode())
+        for name in names:
+            arr = np.ascontiguousarray(entry[name], dtype='<f4')
+            h.update(repr(arr.shape).encode())
+            h.update(arr.tobytes())
+    return h.hexdigest()
 
 
 def save_parameters(path, layers, poolings=()):
@@ -49,12 +73,17 @@ def save_parameters(path, layers, poolings=()):
 def save_parameter_entries(path, entries, poolings=()):
     """Write layer dicts ``{'type': name, param_name: array, ...}`` (as :func:`read_parameter_file`
     returns them) to the HDF5 file ``path`` (atomically)."""
+    entries = [{k: (v if k == 'type' else np.asarray(v, dtype=np.float32)) for k, v in entry.items()}
+               for entry in entries]
+    poolings_json = json.dumps([[int(p) for p in np.atleast_1d(pool)] for pool in poolings])
     with atomic_path(path) as tmp:
         with h5py.File(tmp, 'w') as f:
             f.attrs['format'] = FORMAT_NAME
             f.attrs['format_version'] = FORMAT_VERSION
             f.attrs['elektronn_version'] = __version__
-            f.attrs['poolings'] = json.dumps([[int(p) for p in np.atleast_1d(pool)] for pool in poolings])
+            f.attrs['poolings'] = poolings_json
+            f.attrs['content_sha256'] = _content_digest(
+                [dict(entry, type=entry.get('type', '')) for entry in entries], poolings_json)
             for i, entry in enumerate(entries):
                 names = [name for name in entry if name != 'type']
                 g = f.create_group('layer%03d' % i)
@@ -83,7 +112,8 @@ def read_parameter_file(path):
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: ``path`` is not a parameter file.
+        ParameterFileError: (a ``ValueError``) ``path`` is not a parameter file, or a damaged one
+            (truncated, a part missing or unreadable, the content not matching its checksum).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -91,25 +121,49 @@ def read_parameter_file(path):
     kind = _file_kind(path)
     if kind == 'pickle':
         from elektronn.net import legacy
-        return legacy.read_legacy_param_file(path)
+        try:
+            return legacy.read_legacy_param_file(path)
+        except ValueError as e:
+            raise ParameterFileError(str(e)) from None
     if kind != 'hdf5':
-        raise ValueError('%r is not an ELEKTRONN parameter file (neither HDF5 nor a legacy .param pickle)' % path)
-    with h5py.File(path, 'r') as f:
-        if f.attrs.get('format') != FORMAT_NAME:
-            raise ValueError('%r is an HDF5 file but not an ELEKTRONN parameter file (no format=%r attribute)'
-                             % (path, FORMAT_NAME))
-        version = int(f.attrs.get('format_version', 0))
-        if version > FORMAT_VERSION:
-            raise ValueError('%r has parameter format version %i; this ELEKTRONN (%s) reads up to %i: update it'
-                             % (path, version, __version__, FORMAT_VERSION))
-        poolings = json.loads(f.attrs.get('poolings', '[]'))
-        layers = []
-        for key in sorted(k for k in f.keys() if k.startswith('layer')):
-            g = f[key]
-            entry = {'type': str(g.attrs.get('type', ''))}
-            for name in json.loads(g.attrs.get('param_names', '[]')):
-                entry[name] = np.asarray(g[name], dtype=np.float32)
-            layers.append(entry)
+        raise ParameterFileError('%r is not an ELEKTRONN parameter file (neither HDF5 nor a legacy .param pickle%s)'
+                                 % (path, '; it is empty' if os.path.getsize(path) == 0 else ''))
+    try:
+        f = h5py.File(path, 'r')
+    except Exception as e:  # noqa: BLE001 -- h5py raises OSError, but a damaged file may give anything
+        raise ParameterFileError('%r cannot be read as an HDF5 parameter file; it is damaged or incomplete (e.g. '
+                                 'truncated by a full disk or an interrupted copy): %s' % (path, e)) from None
+    with f:
+        try:
+            return _read_hdf5_parameters(f, path)
+        except ParameterFileError:
+            raise
+        except Exception as e:  # noqa: BLE001 -- a damaged part: whatever h5py, NumPy or json raise
+            raise ParameterFileError('%r is a damaged parameter file: %s: %s' % (path, type(e).__name__, e)) from None
+
+
+def _read_hdf5_parameters(f, path):
+    if f.attrs.get('format') != FORMAT_NAME:
+        raise ParameterFileError('%r is an HDF5 file but not an ELEKTRONN parameter file (no format=%r attribute)'
+                                 % (path, FORMAT_NAME))
+    version = int(f.attrs.get('format_version', 0))
+    if version > FORMAT_VERSION:
+        raise ParameterFileError('%r has parameter format version %i; this ELEKTRONN (%s) reads up to %i: update it'
+                                 % (path, version, __version__, FORMAT_VERSION))
+    poolings_json = f.attrs.get('poolings', '[]')
+    poolings = json.loads(poolings_json)
+    layers = []
+    for key in sorted(k for k in f.keys() if k.startswith('layer')):
+        g = f[key]
+        entry = {'type': str(g.attrs.get('type', ''))}
+        for name in json.loads(g.attrs.get('param_names', '[]')):
+            entry[name] = np.asarray(g[name], dtype=np.float32)
+        layers.append(entry)
+    expected = f.attrs.get('content_sha256')
+    if expected is not None and _content_digest(layers, poolings_json) != expected:
+        raise ParameterFileError('%r is damaged: its parameters do not match the checksum saved with them (the file '
+                                 'changed after it was written, e.g. a flipped bit or an incomplete copy); use another '
+                                 'parameter file of the run' % path)
     return layers, poolings
 
 

@@ -128,7 +128,12 @@ class CNNData:
         max_in_memory_bytes: Cubes whose float32 size exceeds this are read from their file
             patch by patch; ``None``: half the memory available when the cube is loaded.
         rng: The ``numpy.random.Generator`` behind every random choice.
+        unlabelled_cubes: Accept cubes whose labels are all negative ("ignore"), e.g. for label
+            propagation (``label_prop_thresh``); by default such a cube is refused (nothing to train
+            on), unless its lazy-label info flags a class as not present.
     """
+
+    unlabelled_cubes = False
 
     def __init__(self, patch_size=None, stride=None, offset=None, n_dim=2, n_lab=None, anistropic_data=False,
                  mode='img-img', zchxy_order=False, border_mode='crop', pre_process=None, upright_x=False,
@@ -390,6 +395,7 @@ class CNNData:
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
             raise TypeError('%s: raw data must be numeric, got dtype %s' % (name, arr.dtype))
         integer = _cubes.is_integer_raw(arr.dtype)
+        _cubes.check_finite(arr, name)
         if integer and arr.dtype.itemsize > 1 and arr.size and arr.max() > 255:
             print('Warning: %s holds integers above 255 (dtype %s) but integer raw data is divided by 255; store it '
                   'as uint8 or as float in [0, 1]' % (name, arr.dtype))
@@ -404,6 +410,7 @@ class CNNData:
     def _labels_from_array(self, arr, raw_shape, name):
         """Labels in file layout -> internal layout (still in their file dtype, checked later)."""
         if arr.size == 0:
+            print('Note: %s is empty: all labels of its cube are 0 (as documented)' % name)
             if self.mode == 'img-img':
                 return np.broadcast_to(np.zeros((), dtype=self.ldtype), (raw_shape[0],) + tuple(raw_shape[2:]))
             return np.zeros(raw_shape[0] if self.n_dim == 2 else 1, dtype=self.ldtype)
@@ -501,7 +508,9 @@ class CNNData:
         for slab in slabs:
             if slab.size == 0:
                 continue
-            if not self.float_label and np.issubdtype(slab.dtype, np.floating):
+            if self.float_label:
+                _cubes.check_finite(slab, name, what='regression targets')
+            elif np.issubdtype(slab.dtype, np.floating):
                 if not np.all(np.isfinite(slab)) or np.any(np.mod(slab, 1) != 0):
                     raise ValueError('%s: class labels must be whole numbers, but the float labels have fractional or '
                                      'non-finite values; use integer labels, or target=regression (float_label=True)'
@@ -557,6 +566,14 @@ class CNNData:
                     raise ValueError('%s holds label %g, outside 0..%i for n_lab=%i (negative labels mean "ignore"); '
                                      'renumber the labels or raise n_lab'
                                      % (c.label_name, c.label_range[1], self.n_lab - 1, self.n_lab))
+        if not self.float_label and not self.unlabelled_cubes:
+            for c in cubes:
+                not_present = c.info is not None and np.any(np.asarray(c.info)[1])  # lazy labels: down-votes
+                if (c.label_range is None or c.label_range[1] < 0) and not not_present:
+                    raise ValueError('%s: every label is negative ("ignore"), so the cube has nothing to train or '
+                                     'validate on; label some voxels (classes 0..n_lab-1) or leave the cube out (for '
+                                     'label propagation on unlabelled cubes set unlabelled_cubes = True)'
+                                     % c.label_name)
         for c in cubes:
             if c.info is None:
                 c.info = (np.ones(self.n_lab, np.int16), np.zeros(self.n_lab, np.int16))
@@ -699,6 +716,7 @@ class CNNData:
         channels = self._check_channels(grey_augment_channels)
         warp = self._warp_fraction(self.warp_on if warp_on is None else warp_on)
         thresh = float(ignore_thresh or 0.0)
+        self._check_batch_memory(batch_size)
         images, label = self._allocBatch(batch_size)
         infos = []
         n, discarded = 0, 0
@@ -737,6 +755,19 @@ class CNNData:
         if ret_example_weights:
             ret.append(weights)
         return tuple(ret)
+
+    def _check_batch_memory(self, batch_size):
+        """Refuse a batch larger than the available memory with a message naming batch_size (instead of
+        NumPy's allocation error from deep inside)."""
+        per_example = int(np.prod(self.example_shape)) * 4
+        if self.mode == 'img-img':
+            per_example += int(np.prod(self.patch_size - 2 * self.offset)) * np.dtype(self.ldtype).itemsize
+        need = float(batch_size) * per_example
+        avail = _cubes.available_memory()
+        if avail is not None and need > avail:
+            raise ValueError('batch_size=%i: a batch of %i patches of shape %s needs %.3g GB, more than the %.3g GB '
+                             'of memory available; lower batch_size (or monitor_batch_size)'
+                             % (batch_size, batch_size, tuple(self.example_shape), need / 1e9, avail / 1e9))
 
     def _source_cubes(self, source):
         if source == 'train':
@@ -781,8 +812,8 @@ class CNNData:
             return self._cutPatch(cube, self.patch_size, thresh)
         warping = _warping_module()
         ps = tuple(int(p) for p in self.patch_size)
-        rot, shear, scale, stretch, twist = warping.getWarpParams(ps, amount=1.0, rng=self.rng)
-        ext = warping.getRequiredPatchSize(ps, rot, shear, scale, stretch, twist)
+        rot, shear, scale, stretch, twist = warping.draw_warp_params(ps, amount=1.0, rng=self.rng)
+        ext = warping.required_patch_size(ps, rot, shear, scale, stretch, twist)
         try:
             d, l = self._cutPatch(cube, np.asarray(ext, dtype=np.int64), thresh)
         except _PatchDoesNotFit:

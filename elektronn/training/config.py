@@ -83,17 +83,24 @@ def _bool(v):
     raise _Invalid('must be True or False')
 
 
-def _int(minimum=None):
+#: The largest count a size parameter takes (feature maps, units, batch size, classes, input and
+#: filter sizes): beyond it a value is a typo, and would only fail later deep inside (or fill the memory).
+MAX_SIZE = 10 ** 5
+
+
+def _int(minimum=None, maximum=None):
     def check(v):
-        if not _is_int(v) or (minimum is not None and v < minimum):
-            raise _Invalid('must be an integer' + ('' if minimum is None else ' >= %i' % minimum))
+        if not _is_int(v) or (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
+            bounds = [] if minimum is None else ['>= %i' % minimum]
+            bounds += [] if maximum is None else ['<= %i' % maximum]
+            raise _Invalid('must be an integer' + (' ' + ' and '.join(bounds) if bounds else ''))
         return int(v)
     return check
 
 
-def _number(low=None, high=None, low_open=False, high_open=False):
+def _number(low=None, high=None, low_open=False, high_open=False, allow_inf=False):
     def check(v):
-        ok = _is_number(v)
+        ok = _is_number(v) and (allow_inf or np.isfinite(v)) and not np.isnan(v)
         if ok and low is not None:
             ok = v > low if low_open else v >= low
         if ok and high is not None:
@@ -104,7 +111,8 @@ def _number(low=None, high=None, low_open=False, high_open=False):
                 rng.append('%s %g' % ('>' if low_open else '>=', low))
             if high is not None:
                 rng.append('%s %g' % ('<' if high_open else '<=', high))
-            raise _Invalid('must be a number' + (' ' + ' and '.join(rng) if rng else ''))
+            raise _Invalid('must be a %snumber' % ('' if allow_inf else 'finite ') + (' ' + ' and '.join(rng) if rng
+                                                                                    else ''))
         return float(v) if isinstance(v, (float, np.floating)) else v
     return check
 
@@ -154,32 +162,47 @@ def _dict(v):
 
 
 def _settings(allowed):
-    """A dict of optimiser hyper-parameters whose keys must be among ``allowed``."""
+    """A dict of optimiser hyper-parameters: ``allowed`` maps each key to the check of its value
+    (``None`` is accepted for every key: the optimiser's default)."""
     def check(v):
         v = _dict(v)
         for key, value in v.items():
             if key not in allowed:
-                raise _Invalid('has no setting %r%s (settings: %s)' % (key, _did_you_mean(key, allowed),
+                raise _Invalid('has no setting %r%s (settings: %s)' % (key, _did_you_mean(key, list(allowed)),
                                                                        ', '.join(allowed)))
-            if isinstance(value, bool) or not (_is_number(value) or value is None):
-                raise _Invalid('setting %r must be a number' % (key,))
+            if value is None:
+                continue
+            try:
+                v[key] = allowed[key](value)
+            except _Invalid as e:
+                raise _Invalid('setting %r %s, got %r' % (key, e, value)) from None
         return v
     return check
+
+
+_POSITIVE = _number(0, low_open=True)
+_FRACTION = _number(0, 1, high_open=True)
+
+
+def _flag(v):
+    if isinstance(v, (bool, np.bool_)) or (_is_int(v) and v in (0, 1)):
+        return v
+    raise _Invalid('must be True or False')
 
 
 def _int_or_shape(rule):
     """A positive int, or a 2/3-tuple of positive ints (returned as a list)."""
     def check(v):
-        if _is_int(v) and v >= 1:
+        if _is_int(v) and 1 <= v <= MAX_SIZE:
             return int(v)
-        if _is_seq(v) and len(v) in (2, 3) and all(_is_int(x) and x >= 1 for x in v):
+        if _is_seq(v) and len(v) in (2, 3) and all(_is_int(x) and 1 <= x <= MAX_SIZE for x in v):
             return [int(x) for x in v]
         raise _Invalid(rule)
     return check
 
 
-_shape_entry = _int_or_shape('must be a list of positive integers or of (x, y)/(x, y, z) tuples')
-_desired_input = _int_or_shape('must be a positive integer or an (x, y)/(x, y, z) tuple of positive integers')
+_shape_entry = _int_or_shape('must be a list of integers in 1..%i or of (x, y)/(x, y, z) tuples of them' % MAX_SIZE)
+_desired_input = _int_or_shape('must be an integer in 1..%i or an (x, y)/(x, y, z) tuple of them' % MAX_SIZE)
 
 
 def _shape_list(v):
@@ -322,7 +345,7 @@ def _lr_schedule(v):
     out = []
     for entry in v:
         if not (_is_seq(entry) and len(entry) == 2 and _is_int(entry[0]) and entry[0] >= 0
-                and _is_number(entry[1]) and entry[1] > 0):
+                and _is_number(entry[1]) and np.isfinite(entry[1]) and entry[1] > 0):
             raise _Invalid(rule)
         out.append((int(entry[0]), float(entry[1])))
     if any(b[0] <= a[0] for a, b in zip(out, out[1:])):
@@ -400,7 +423,7 @@ MASTER_PARAMS = (
 
     _p('activation_func', 'relu', _S_NET, '', "Activation of the conv and MLP layers: one of 'relu', 'tanh', "
        "'sigmoid', 'abs', 'linear', 'maxout <k>' for all, or a list with one per layer.", _activation),
-    _p('batch_size', 1, _S_NET, '*', 'Examples (patches) per update step.', _int(1)),
+    _p('batch_size', 1, _S_NET, '*', 'Examples (patches) per update step.', _int(1, MAX_SIZE)),
     _p('dropout_rates', [], _S_NET, '*', 'Dropout rate per layer (conv + MLP), one rate for all, or []/None for '
        'no dropout. The output layer never has dropout.', _dropout),
     _p('n_dim', 2, _S_NET, '*', "2 or 3 spatial dimensions of the CNN (ignored for 'vect-scalar').",
@@ -411,14 +434,14 @@ MASTER_PARAMS = (
     _p('pool', [], _S_NET, '*', 'Max-pooling factor per conv layer: ints or (x, y)/(x, y, z) tuples.',
        _shape_list),
     _p('nof_filters', [], _S_NET, '*', 'Number of feature maps per conv layer.',
-       _list_of(_int(1), 'positive integers')),
+       _list_of(_int(1, MAX_SIZE), 'integers in 1..%i' % MAX_SIZE)),
     _p('pooling_mode', 'max', _S_NET, '$', "Pooling function: 'max' or 'maxabs', for all or per conv layer.",
        _pooling_mode),
     _p('MFP', [], _S_NET, '*', 'Max-fragment-pooling per conv layer (0/1), or True/False for all.', _mfp),
     _p('rnn_layer_kwargs', None, _S_NET, '$', "A recurrent layer after the conv layers: dict(n_hid=..., "
        "activation_func='tanh', iterations=None), or None.", _optional(_dict)),
     _p('MLP_layers', [], _S_NET, '*', 'Units of the fully connected layers after the conv layers.',
-       _list_of(_int(1), 'positive integers')),
+       _list_of(_int(1, MAX_SIZE), 'integers in 1..%i' % MAX_SIZE)),
     _p('target', 'nll', _S_NET, '', 'Loss: %s.' % ', '.join(repr(t) for t in TARGETS), _choice(*TARGETS)),
 
     _p('data_path', '/', _S_DATA, '*', 'Folder of the raw data files (file names are appended to it).', _str),
@@ -462,7 +485,7 @@ MASTER_PARAMS = (
     _p('mode', 'img-img', _S_COMMON, '*', "Kind of data and labels: 'img-img' (dense labels), 'img-scalar' (one "
        "label per image) or 'vect-scalar' (feature vectors).", _choice(*MODES)),
     _p('n_lab', None, _S_COMMON, '*', 'Number of classes (outputs), or None to detect it from the labels.',
-       _optional(_int(1))),
+       _optional(_int(1, MAX_SIZE))),
     _p('background_processes', False, _S_COMMON, '', 'Prepare batches in background processes: False, True (2 '
        'processes) or the number of processes.', _background_processes),
 
@@ -475,11 +498,11 @@ MASTER_PARAMS = (
 
     _p('n_steps', 10 ** 12, _S_OPT, '*', 'Number of update steps.', _int(0)),
     _p('max_runtime', 24 * 3600, _S_OPT, '*', 'Maximal training time in seconds (console time does not count).',
-       _number(0, low_open=True)),
+       _number(0, low_open=True, allow_inf=True)),
     _p('history_freq', [500], _S_OPT, '*', 'Steps between history steps (estimates, status line, plots, '
        '-LAST.param), as a one-element list so the console can change it; [0] disables them.', _history_freq),
     _p('monitor_batch_size', 10, _S_OPT, '*', 'Examples for the train/valid estimates (rounded down to a '
-       'multiple of batch_size).', _int(1)),
+       'multiple of batch_size).', _int(1, MAX_SIZE)),
     _p('valid_segmentation_metrics', None, _S_OPT, '', "'img-img' only: at every history step predict the valid "
        'cubes densely, segment them (seeded watershed, or agglomeration of affinities) and score the segmentation '
        '(Rand error, VOI split/merge: history CSV, log, <save_name>.Segmentation.png). None/False: off; True: the '
@@ -504,20 +527,24 @@ MASTER_PARAMS = (
        'times the number of processes). No effect in a single process.', _bool),
 
     _p('SGD_params', dict(LR=0.001, momentum=0.9), _S_HYPER, '*', 'SGD: initial learning rate and momentum.',
-       _settings(('LR', 'momentum'))),
+       _settings(dict(LR=_POSITIVE, momentum=_FRACTION))),
     _p('SSGD_params', dict(LR=0.01, momentum=0.9, var_momentum=0.9, var_cuttoff=3.0), _S_HYPER, '$',
        'Kept for old config files; no optimiser uses it.', _dict),
     _p('RPROP_params', dict(penalty=0.35, gain=0.2, beta=0.7, initial_update_size=1e-4), _S_HYPER, '$',
        'RPROP: step-size penalty and gain, initial step size.',
-       _settings(('penalty', 'gain', 'beta', 'initial_update_size'))),
+       _settings(dict(penalty=_FRACTION, gain=_number(0), beta=_number(0, 1, low_open=True),
+                      initial_update_size=_POSITIVE))),
     _p('Adam_params', dict(LR=0.001, beta1=0.9, beta2=0.999, epsilon=1e-8), _S_HYPER, '$',
-       'Adam: learning rate, moment decays and epsilon.', _settings(('LR', 'beta1', 'beta2', 'epsilon'))),
+       'Adam: learning rate, moment decays and epsilon.', _settings(dict(LR=_POSITIVE, beta1=_FRACTION, beta2=_FRACTION, epsilon=_POSITIVE))),
     _p('CG_params', dict(n_steps=4, alpha=0.35, beta=0.75, max_step=0.02, min_step=8e-5), _S_HYPER, '$',
        'CG: line searches per batch, Armijo constant, step shrink factor, largest and smallest step.',
-       _settings(('n_steps', 'alpha', 'beta', 'max_step', 'min_step', 'only_descent', 'show'))),
+       _settings(dict(n_steps=_int(1), alpha=_number(0, 1, low_open=True, high_open=True),
+                      beta=_number(0, 1, low_open=True, high_open=True), max_step=_POSITIVE, min_step=_POSITIVE,
+                      only_descent=_flag, show=_flag))),
     _p('LBFGS_params', dict(maxfun=40, maxiter=4, m=10, factr=1e2, pgtol=1e-9, iprint=-1), _S_HYPER, '$',
        'L-BFGS (scipy): function evaluations, iterations, memory, tolerances, verbosity.',
-       _settings(('maxfun', 'maxiter', 'm', 'factr', 'pgtol', 'iprint'))),
+       _settings(dict(maxfun=_int(1), maxiter=_int(1), m=_int(1), factr=_POSITIVE, pgtol=_POSITIVE,
+                      iprint=_int()))),
 )
 
 _PARAMS_BY_NAME = {p.name: p for p in MASTER_PARAMS}

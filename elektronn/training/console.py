@@ -21,13 +21,16 @@ anything else                 Python, with ``self`` (the trainer), ``cnn``, ``da
 ============================  ===================================================================
 
 Python expressions print their value (``data.warp_on``, ``self.testModel('test')``); statements are
-executed (``data.warp_on = False``). Errors print a traceback and the console stays open. With
+executed (``data.warp_on = False``). The Python 2 print statement of the original's documentation
+works as typed: a line ``print <expr>`` that is not valid Python 3 runs as ``print(<expr>)``
+(``print`` alone prints an empty line, ``print >>f, x`` writes to ``f``). Errors print a traceback and the console stays open. With
 readline, Tab completes names and attributes and the arrow keys recall earlier commands (kept in
 ``~/.elektronn_history``). Changes made to ``data`` reach the background workers when training
 continues.
 """
 import getpass
 import os
+import re
 import sys
 import traceback
 
@@ -35,7 +38,7 @@ import numpy as np
 
 from elektronn.training import distributed
 
-__all__ = ['Console', 'COMMANDS', 'menu_text']
+__all__ = ['Console', 'COMMANDS', 'menu_text', 'py2_print', 'pprintmenu', 'userInput']
 
 COMMANDS = ('q', 'abort', 'kill', 'save', 'load', 'sf', 'smooth', 'sethist', 'setlr', 'setmom', 'params', 'help',
             'SGD', 'CG', 'RPROP', 'LBFGS', 'Adam')
@@ -55,6 +58,61 @@ def menu_text(save_name):
             "    'setmom <float>',\t\t\t'help' (this menu),\n"
             "    Change the optimiser: 'SGD', 'Adam', 'RPROP', 'CG', 'LBFGS'\n"
             '    Anything else is Python with self, cnn, data, config, batch in scope\n' % save_name)
+
+
+def pprintmenu(save_name):
+    """Print the console menu (the original's ``trainutils.pprintmenu``)."""
+    print(menu_text(save_name))
+
+
+def userInput(cnn, history_freq):
+    """The original's console reader, which returned the typed string for ``exec`` in the training loop.
+
+    Raises:
+        NotImplementedError: always; the console is :class:`Console`
+        (``Console(trainer).execute(line, namespace)`` runs one line, ``interact`` the prompt loop).
+    """
+    raise NotImplementedError('trainutils.userInput(cnn, history_freq) is replaced by the console class '
+                              'elektronn.training.console.Console: Console(trainer).interact(namespace) reads and '
+                              'runs commands, Console(trainer).execute(line, namespace) runs one line')
+
+
+_PRINT = re.compile(r'^print(?:\s+|(?=>>))(?P<rest>.+?)\s*$', re.S)
+_PRINT_TO = re.compile(r'^>>\s*(?P<file>[^,]+?)\s*(?:,\s*(?P<rest>.*))?$', re.S)
+
+
+def _valid_python3(line):
+    try:
+        compile(line, '<console>', 'exec')
+    except SyntaxError:
+        return False
+    return True
+
+
+def py2_print(line):
+    """``line`` with a Python 2 print statement at its start turned into a call; other lines unchanged.
+
+    ``print <expr>`` becomes ``print(<expr>)`` (so ``print a, b`` prints both, separated by a
+    space), ``print >>f, x`` becomes ``print(x, file=f)`` and ``print`` alone ``print()``. Only a line
+    that starts with the word ``print`` and is not valid Python 3 is rewritten (``print('x')``,
+    ``print = 3``, or a ``print`` inside a string stay as they are); the one exception is
+    ``print >>f, x``, which parses in Python 3 but can only fail there.
+    """
+    stripped = line.strip()
+    if stripped == 'print':
+        return 'print()'
+    match = _PRINT.match(stripped)
+    if match is None:
+        return line
+    rest = match.group('rest')
+    target = _PRINT_TO.match(rest)
+    if target is None and _valid_python3(stripped):
+        return line
+    if target is not None:
+        call = 'print(%sfile=%s)' % (target.group('rest') + ', ' if target.group('rest') else '', target.group('file'))
+    else:
+        call = 'print(%s)' % rest
+    return call if _valid_python3(call) else line
 
 
 def _user():
@@ -219,6 +277,7 @@ class Console:
         print('Changing Training mode to %s (compiled at the next step)' % name)
 
     def _python(self, line, namespace):
+        line = py2_print(line)
         try:
             code, is_expression = compile(line, '<console>', 'eval'), True
         except SyntaxError:

@@ -28,7 +28,7 @@ import numpy as np
 
 from elektronn import volumes
 
-__all__ = ['DataKeyError', 'DiskVolume', 'open_cube', 'parse_file_entry', 'available_memory',
+__all__ = ['DataKeyError', 'DiskVolume', 'open_cube', 'parse_file_entry', 'available_memory', 'check_finite',
            'downsample_raw_xy', 'downsample_labels_xy', 'border_treatment', 'BORDER_MODES']
 
 #: img-scalar border modes: how an image of the wrong size is brought to the patch size.
@@ -114,6 +114,35 @@ def parse_file_entry(entry, which, index):
             raise ValueError('%s[%i]: region %s=%r must be (start, stop) with 0 <= start < stop'
                              % (which, index, axis, rng))
     return str(entry[0]), str(entry[1]), dict(region)
+
+
+def check_finite(arr, name, what='raw data', where=None):
+    """Raise ``ValueError`` naming ``name`` when the float array ``arr`` holds NaN or Inf (a network trained on
+    them learns NaN); integer arrays pass at once. ``where`` describes the region of ``arr`` in its source.
+
+    The array is scanned in slabs along its first axis, so that the check needs little extra memory.
+    """
+    arr = np.asarray(arr)
+    if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.complexfloating):
+        return
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    per_row = max(1, int(np.prod(arr.shape[1:])))
+    step = max(1, (16 * 2 ** 20) // per_row)
+    bad, first = 0, None
+    for start in range(0, arr.shape[0], step):
+        finite = np.isfinite(arr[start:start + step])
+        if not finite.all():
+            n = int(finite.size - np.count_nonzero(finite))
+            if first is None:
+                first = tuple(int(i) for i in np.argwhere(~finite)[0])
+                first = (first[0] + start,) + first[1:]
+            bad += n
+    if bad:
+        raise ValueError('%s: the %s hold %i NaN/Inf value(s)%s (the first at index %s%s); training on them gives NaN '
+                         'losses. Replace them (e.g. numpy.nan_to_num) or leave that region out'
+                         % (name, what, bad, '' if where is None else ' in %s' % where, first,
+                            '' if where is None else ' of that region'))
 
 
 def available_memory():
@@ -428,6 +457,9 @@ class DiskVolume:
             if self.downsample is not None:
                 arr = downsample_raw_xy(arr.astype(np.float32), self.downsample[0])
             out = np.asarray(arr, dtype=np.float32)
+            if self.scale == 1.0:  # float data: integers cannot hold NaN/Inf
+                check_finite(out, describe(self.path, self.key), where='the patch at (z, x, y) %s of the internal '
+                             'layout' % ([tuple(b) for b in bounds],))
             if self.scale != 1.0:
                 out = out / np.float32(self.scale)
             if self.mean != 0.0 or self.std != 1.0:

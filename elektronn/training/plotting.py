@@ -14,6 +14,8 @@ The arrays are the trainer's histories (one row per entry):
 Everything uses matplotlib's object API with the Agg canvas (no ``pyplot`` state, no display), and
 every PNG is written atomically. :class:`Plotter` draws in a background process (a thread where
 processes cannot be forked) so that training never waits for a plot.
+
+:func:`previewDiffPlot` overlays the preview predictions of several runs pairwise.
 """
 import multiprocessing as mp
 import os
@@ -24,7 +26,7 @@ import numpy as np
 from elektronn.utils import atomic_path
 
 __all__ = ['saveHist', 'plotInfo', 'plotInfoFromFiles', 'Plotter', 'plot_filters', 'plot_debug_batch',
-           'HISTORY_NAMES']
+           'previewDiffPlot', 'HISTORY_NAMES']
 
 #: File stems of the history arrays in ``Backup/`` (``<save_name>.<stem>.npy``).
 HISTORY_NAMES = ('history', 'timeline', 'errors', 'CGtimeline')
@@ -204,8 +206,11 @@ def plotInfo(timeline, history, CG_timeline, errors, save_name, folder='.', auto
     validation segmentation scores (``valid_segmentation_metrics``): ``.Segmentation.png``.
 
     ``autoscale`` clips the axes to the interesting range (loss below the early loss, errors below
-    three times their mean); ``False`` leaves matplotlib's limits.
+    three times their mean); ``False`` leaves matplotlib's limits. (The original's signature had
+    ``autoscale`` as the sixth argument: a bool there is taken as ``autoscale``.)
     """
+    if isinstance(folder, (bool, np.bool_)):
+        folder, autoscale = '.', bool(folder)
     timeline, history = _as_table(timeline, 5), _as_table(history, 8)
     errors, cg = _as_table(errors, 4), _as_table(CG_timeline, 4)
     if save_history:
@@ -376,3 +381,85 @@ def plot_debug_batch(image, label, path):
         ax.set_axis_off()
     _save(fig, path)
     return path
+
+
+def _read_grey_png(path):
+    from matplotlib.image import imread
+    if not os.path.exists(path):
+        raise FileNotFoundError('previewDiffPlot: no preview image %s' % path)
+    img = np.asarray(imread(path), dtype=np.float32)
+    if img.ndim == 3:
+        img = img[..., :3].mean(axis=2)
+    if img.max() > 1.0:  # integer images
+        img = img / float(np.iinfo(np.uint16).max if img.max() > 255 else 255)
+    return img
+
+
+def _centre_crop(img, shape):
+    starts = [(s - t) // 2 for s, t in zip(img.shape, shape)]
+    return img[starts[0]:starts[0] + shape[0], starts[1]:starts[1] + shape[1]]
+
+
+def _preview_path(root_dir, name, block_name, c, z, number):
+    """The preview PNG of run ``name``; ``number`` as the trainer writes it (``1.0``) or as given (``1``)."""
+    candidates = [str(number)]
+    if isinstance(number, (int, np.integer)) or float(number).is_integer():
+        candidates += [str(float(number)), str(int(float(number)))]
+    for n in candidates:
+        path = os.path.join(root_dir, name, '%s-pred-%s-c%i-z%i-%shrs.png' % (name, block_name, c, z, n))
+        if os.path.exists(path):
+            return path
+    return os.path.join(root_dir, name, '%s-pred-%s-c%i-z%i-%shrs.png' % (name, block_name, c, z, number))
+
+
+def previewDiffPlot(names, root_dir='~/CNN_Training/3D', block_name=0, c=1, z=0, number=1, save=True):
+    """Compare the preview predictions of several runs, pairwise, as RGB overlays.
+
+    For every pair ``(a, b)`` of ``names`` the preview ``<root_dir>/<a>/<a>-pred-<block_name>-c<c>-
+    z<z>-<number>hrs.png`` of ``a`` and that of ``b`` (centre-cropped to a common size) are combined
+    to an RGB image: green = ``a``, blue = ``b``, red = the minimum of both, so that agreement is
+    grey/white and differences are green or blue.
+
+    Args:
+        names: Save names (folder names under ``root_dir``) of the runs, at least two.
+        root_dir: Folder holding the runs' save directories.
+        block_name: Number (or name) of the preview cube.
+        c: Class index of the preview images.
+        z: z slice of the preview images.
+        number: The preview's nominal hours (``1`` also finds ``...-1.0hrs.png``).
+        save: Write ``<a>_vs_<b>_pred-<block>-c<c>-z<z>-<number>hrs.png`` for every pair and
+            ``Compare_pred-<block>-c<c>-z<z>-<number>hrs.png`` with all pairs into ``root_dir``
+            (the original wrote them after changing the working directory to ``root_dir``).
+
+    Returns:
+        List of ``(a, b, rgb_image)``.
+    """
+    names = list(names)
+    if len(names) < 2:
+        raise ValueError('previewDiffPlot needs at least two run names, got %r' % (names,))
+    root_dir = os.path.expanduser(root_dir)
+    tag = 'pred-%s-c%i-z%i-%shrs' % (block_name, c, z, number)
+    pairs = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            p1 = _read_grey_png(_preview_path(root_dir, a, block_name, c, z, number))
+            p2 = _read_grey_png(_preview_path(root_dir, b, block_name, c, z, number))
+            shape = np.minimum(p1.shape, p2.shape)
+            p1, p2 = _centre_crop(p1, shape), _centre_crop(p2, shape)
+            pairs.append((a, b, np.clip(np.dstack([np.minimum(p1, p2), p1, p2]), 0.0, 1.0)))
+    if save:
+        from matplotlib.image import imsave
+        for a, b, img in pairs:
+            with atomic_path(os.path.join(root_dir, '%s_vs_%s_%s.png' % (a, b, tag))) as tmp:
+                imsave(tmp, img)
+        n = len(pairs)
+        cols = max(1, int(np.sqrt(n * 16.0 / 9)))
+        rows = -(-n // cols)
+        fig = _figure((16, 9))
+        for k, (a, b, img) in enumerate(pairs):
+            ax = fig.add_subplot(rows, cols, k + 1)
+            ax.imshow(img, interpolation='none')
+            ax.set_title('%s (green) vs. %s (blue)' % (a, b))
+            ax.set_axis_off()
+        _save(fig, os.path.join(root_dir, 'Compare_%s.png' % tag))
+    return pairs

@@ -6,6 +6,7 @@
 * :func:`write_history_csv` writes ``<save_name>.history.csv``: one row per history step with
   named columns (rewritten atomically at every history step).
 """
+import contextlib
 import csv
 import io
 import math
@@ -97,12 +98,26 @@ class TeeOutput:
         self._buffer = []
 
     def log(self, text):
-        """Write ``text`` to the log only (e.g. the commands typed into the console)."""
+        """Write ``text`` to the log only (e.g. the commands typed into the console).
+
+        A log that cannot be written (a full disk) is closed with one warning on the terminal;
+        printing goes on.
+        """
         if self._file is not None:
-            self._file.write(text)
-            self._file.flush()
+            try:
+                self._file.write(text)
+                self._file.flush()
+            except OSError as e:
+                self._give_up(e)
         else:
             self._buffer.append(text)
+
+    def _give_up(self, error):
+        broken, self._file = self._file, None
+        with contextlib.suppress(OSError):
+            broken.close()
+        stream = self._saved[1] if self._saved is not None else sys.stderr
+        stream.write('WARNING: logging to %s stopped: %s\n' % (self.path, error))
 
     def stop(self):
         """Restore the streams and close the log file."""
@@ -113,7 +128,10 @@ class TeeOutput:
         if _active is self:
             _active = None
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as e:
+                self._give_up(e)
             self._file = None
 
     def __enter__(self):

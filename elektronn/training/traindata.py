@@ -82,11 +82,37 @@ class Data:
             labels = self.train_l if isinstance(self.train_l, np.ndarray) else np.hstack(
                 [np.ravel(lab) for lab in self.train_l])
             n_lab = np.unique(labels).size
+            self._n_lab_detected = True
         self.n_lab = int(n_lab)
+        self._check_values()
         self.example_shape = tuple(np.shape(self.train_d[0]))
         self.n_ch = self.example_shape[0] if self.example_shape else 1
         print(repr(self))
         self.reseed(seed)
+
+    def _check_values(self):
+        """Refuse NaN/Inf data and integer labels outside ``0 .. n_lab-1`` (negative ones mean "ignore")
+        with a message naming the set, instead of training on them."""
+        from elektronn.training.cubes import check_finite
+        cls = type(self).__name__
+        for name in ('train_d', 'valid_d', 'test_d', 'train_l', 'valid_l', 'test_l'):
+            value = getattr(self, name)
+            items = [value] if isinstance(value, np.ndarray) else list(value)
+            for k, item in enumerate(items):
+                where = '%s: %s' % (cls, name) if isinstance(value, np.ndarray) else '%s: %s[%i]' % (cls, name, k)
+                if isinstance(item, np.ndarray) and item.dtype == object:
+                    continue
+                item = np.asarray(item)
+                if name.endswith('_d'):
+                    check_finite(item, where, what='data')
+                    continue
+                check_finite(item, where, what='labels')
+                if np.issubdtype(item.dtype, np.integer) and item.size and item.max() >= self.n_lab:
+                    raise ValueError('%s holds label %i, outside 0..%i for n_lab=%i (negative labels mean "ignore"); '
+                                     'number the classes 0..n_lab-1%s'
+                                     % (where, int(item.max()), self.n_lab - 1, self.n_lab,
+                                        ' (n_lab was detected as the number of distinct training labels)'
+                                        if getattr(self, '_n_lab_detected', False) else ' or raise n_lab'))
 
     # --------------------------------------------------------------------------------------------
     # Randomness

@@ -27,9 +27,10 @@ Per update step ``i`` (counting from 0):
 At the end ``<save_name>_end.param`` and the final plots are written (also when an error ends the
 run). ``Trainer.run`` can be called again to continue (e.g. with a larger ``config.n_steps``).
 """
+import contextlib
+import errno
 import hashlib
 import importlib
-import importlib.util
 import json
 import os
 import random
@@ -47,7 +48,8 @@ from elektronn.training.config import ConfigError, suggest_name
 from elektronn.training.console import Console
 from elektronn.training.netcreation import createNet
 from elektronn.training.workers import AttributeWatcher, BackgroundWorkers, _fingerprint, reseed
-from elektronn.utils import atomic_path, available_cores, pprinttime
+from elektronn.utils import (_imported_module_name, atomic_path, available_cores, import_variable_from_file,
+                             pprinttime, remove_stale_temporaries, sha256_file as _sha256)
 
 __all__ = ['Trainer', 'STATE_FORMAT']
 
@@ -77,29 +79,59 @@ class _LoopState:
         return {k: getattr(self, k) for k in _LOOP_DEFAULTS}
 
 
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
+#: errno values of a file system that cannot take more data.
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
+class StateFileError(ValueError):
+    """A resume state that cannot be used: damaged, incomplete or not a state (the message names it)."""
+
+
+@contextlib.contextmanager
+def _damaged_state(path):
+    """Report a state whose parts are missing or unreadable as one :class:`StateFileError` naming the file."""
+    try:
+        yield
+    except (StateFileError, FileNotFoundError):
+        raise
+    except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
+        if isinstance(e, ValueError) and str(e).startswith(path):
+            raise  # our own message about the file
+        raise StateFileError('the resume state %s is damaged or incomplete (%s: %s); start afresh from a parameter '
+                             'file of the run (param_file = ...)' % (path, type(e).__name__, e)) from None
+
+
+def _state_digest(f):
+    """SHA-256 of everything in an open state file but this checksum: attributes and datasets, in name order."""
+    import h5py
+    digest = hashlib.sha256()
+
+    def add(name, node):
+        digest.update(name.encode())
+        for key in sorted(node.attrs):
+            if key != 'content_sha256':
+                digest.update(key.encode() + repr(node.attrs[key]).encode())
+        if isinstance(node, h5py.Dataset):
+            digest.update(np.ascontiguousarray(node[()]).tobytes())
+    add('/', f)
+    names = []
+    f.visit(names.append)
+    for name in sorted(names):
+        add(name, f[name])
+    return digest.hexdigest()
 
 
 def _import_from_file(path, name):
     """The object ``name`` from the Python file ``path`` (the ``(path, class)`` form of data_class_name)."""
-    stem = os.path.splitext(os.path.basename(path))[0]
-    module_name = 'elektronn_user_data_%s' % ''.join(c if c.isalnum() else '_' for c in stem)
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None:
-        raise ConfigError("data_class_name: %s is not a Python file" % path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    if not hasattr(module, name):
-        candidates = [n for n in vars(module) if not n.startswith('_')]
+    try:
+        return import_variable_from_file(path, name)
+    except ImportError as e:
+        raise ConfigError('data_class_name: %s' % e) from None
+    except AttributeError:
+        module = sys.modules.get(_imported_module_name(path))
+        candidates = [n for n in vars(module) if not n.startswith('_')] if module is not None else []
         raise ConfigError('data_class_name: %s defines no %r%s' % (
-            path, name, (' (did you mean %r?)' % suggest_name(name, candidates)) if candidates else ''))
-    return getattr(module, name)
+            path, name, (' (did you mean %r?)' % suggest_name(name, candidates)) if candidates else '')) from None
 
 
 def _cuda_rng_states():
@@ -534,6 +566,7 @@ class Trainer:
                         else:
                             scalars[key] = value
                     g.attrs['scalars'] = json.dumps(scalars, default=_json_default)
+                f.attrs['content_sha256'] = _state_digest(f)
 
     def resume(self, path=None):
         """Continue a run from its save directory: parameters (``-LAST.param``, strict), optimiser
@@ -541,6 +574,7 @@ class Trainer:
 
         Raises:
             FileNotFoundError: the save directory holds no resume state.
+            StateFileError: (a ``ValueError``) the state is damaged or incomplete.
             ValueError: the state does not fit this network.
         """
         import h5py
@@ -548,12 +582,20 @@ class Trainer:
         if not os.path.exists(path):
             raise FileNotFoundError('no resume state %s in the save directory; a run writes it at every history '
                                     'step and when it stops' % path)
-        with h5py.File(path, 'r') as f:
+        try:
+            f = h5py.File(path, 'r')
+        except OSError as e:
+            raise StateFileError('the resume state %s cannot be read: it is damaged or incomplete (%s); start afresh '
+                                 'from a parameter file of the run (param_file = ...)' % (path, e)) from None
+        with f, _damaged_state(path):
             if f.attrs.get('format') != STATE_FORMAT:
                 raise ValueError('%s is not an ELEKTRONN training state' % path)
             if int(f.attrs.get('format_version', 0)) > STATE_VERSION:
                 raise ValueError('%s was written by a newer ELEKTRONN (state version %s)'
                                  % (path, f.attrs.get('format_version')))
+            if 'content_sha256' in f.attrs and f.attrs['content_sha256'] != _state_digest(f):
+                raise StateFileError('the resume state %s is damaged: its content does not match its checksum; start '
+                                     'afresh from a parameter file of the run (param_file = ...)' % path)
             info = json.loads(f.attrs['info'])
             own_params = f['params_file'][()].tobytes() if 'params_file' in f else None  # older states: none
             ranks = json.loads(f.attrs['ranks']) if 'ranks' in f.attrs else None  # DDP runs only
@@ -698,19 +740,30 @@ class Trainer:
         self._interrupt = 'terminate'
 
     def _stop_now(self, exception):
-        """Leave the loop at once, but never inside an update step: a step cut short (CG within its line
-        search, RPROP half-way through the parameters) would be saved as it is. Inside a step the exception
-        is raised when the step is complete (:meth:`_end_step`)."""
+        """Leave the loop at once, but never inside an update step or a save: a step cut short (CG within its
+        line search, RPROP half-way through the parameters) would be saved as it is, and a save cut short
+        would leave files of different steps. There the exception waits for the end (:meth:`_uninterrupted`)."""
         if self._in_step:
             self._deferred = exception
         else:
             raise exception()
 
-    def _end_step(self):
-        """Close the step's critical section; raise a stop that came during the step."""
+    @contextlib.contextmanager
+    def _uninterrupted(self, raise_deferred=True):
+        """A block that a second ctrl+c or SIGTERM does not cut short; the stop is raised after it (unless
+        ``raise_deferred`` is False: the caller stops anyway)."""
+        if self._in_step:  # within another such block
+            yield
+            return
+        self._in_step = True
+        try:
+            yield
+        except BaseException:
+            self._in_step, self._deferred = False, None
+            raise
         self._in_step = False
         deferred, self._deferred = self._deferred, None
-        if deferred is not None:
+        if deferred is not None and raise_deferred:
             raise deferred()
 
     def _agree(self, out_of_time):
@@ -767,11 +820,10 @@ class Trainer:
         i = st.step
         # From drawing the batch (waiting for a background process excepted) to counting the step, a stop
         # waits: the parameters, the optimiser, the data's random state and the step count stay in agreement.
-        self._in_step = self.workers is None
-        batch, inputs, aux, staged = self._take_batch()
-        self._in_step = True
-        self.last_batch = batch
-        try:
+        taken = self._take_batch() if self.workers is not None else None
+        with self._uninterrupted():
+            batch, inputs, aux, staged = taken or self._take_batch()
+            self.last_batch = batch
             if staged is None:
                 nll, _instance, t_per_train = cnn.trainingStep(*inputs, mode=c.optimizer, **aux)
             else:
@@ -779,10 +831,6 @@ class Trainer:
             t_now = time.time()
             t_per_it, self._t0 = t_now - self._t0, t_now
             st.step = i + 1
-        except BaseException:
-            self._in_step, self._deferred = False, None
-            raise
-        self._end_step()
         st.nll = float(nll)
         if not np.isfinite(nll):
             self._interrupt = 'diverged'
@@ -899,13 +947,23 @@ class Trainer:
         self._rank_seeded = True  # _setupDistributed must not reseed
         print('Restored the random states of all %i ranks' % world)
 
-    def _saveLast(self):
+    def _saved_step(self):
+        """The step of the resume state in the save directory, or ``'none'``."""
+        import h5py
+        try:
+            with h5py.File(self._file('-LAST.state.h5'), 'r') as f:
+                return json.loads(f.attrs['info'])['loop']['step']
+        except (OSError, KeyError, ValueError):
+            return 'none'
+
+    def _saveLast(self, stopping=False):
         ranks = self._gatherRandomStates()
         if not self.dist.is_main:
             return
-        self.cnn.saveParameters(self._file('-LAST.param'), show=False)
-        self.saveState(self._file('-LAST.param'), ranks=ranks)
-        self.saveHistories()
+        with self._uninterrupted(raise_deferred=not stopping):
+            self.cnn.saveParameters(self._file('-LAST.param'), show=False)
+            self.saveState(self._file('-LAST.param'), ranks=ranks)
+            self.saveHistories()
 
     def _namespace(self):
         st = self.state
@@ -1024,9 +1082,10 @@ class Trainer:
         c = self.config
         ranks = self._gatherRandomStates()
         if self.dist.is_main:
-            self.cnn.saveParameters(self._file('_end.param'))
-            self.saveState(self._file('_end.param'), ranks=ranks)
-            self.saveHistories()
+            with self._uninterrupted(raise_deferred=False):  # the end: a second ctrl+c has nothing left to stop
+                self.cnn.saveParameters(self._file('_end.param'))
+                self.saveState(self._file('_end.param'), ranks=ranks)
+                self.saveHistories()
         if plotter is not None:
             plotter.close()
         if c.plot_on and self.timeline and self.dist.is_main:
@@ -1082,6 +1141,10 @@ class Trainer:
             raise RuntimeError('run: call loadData() and createNet() first')
         if self.dist.is_main:  # the data loaded and the network was built: now an earlier run may be moved aside
             c.prepare_save_dir()
+            for folder in (self.save_path, os.path.join(self.save_path, 'Backup')):
+                stale = remove_stale_temporaries(folder)
+                if stale:
+                    print('Removed %i temporary file(s) of an interrupted write in %s' % (len(stale), folder))
         tee, own_tee = runlog.active_tee(), False
         if self.dist.is_main:  # one log: rank 0's
             if tee is None:
@@ -1123,7 +1186,7 @@ class Trainer:
                         print('Killed: stopping without saving')
                         return outcome
                     if action == 'stop':
-                        self._saveLast()
+                        self._saveLast(stopping=True)
                         print('Saved %s and the resume state; continue with: elektronn-train %s --resume'
                               % (self._file('-LAST.param'), self.save_path))
                         return 'interrupted'
@@ -1141,7 +1204,12 @@ class Trainer:
             self._finish(plotter)
             plotter = None
             return outcome
-        except Exception:
+        except Exception as e:
+            if isinstance(e, OSError) and e.errno in _DISK_FULL:  # saving again would fail too
+                print('Training stopped at step %i: %s. The files saved before are intact (the resume state of step '
+                      '%s); free space and continue with: elektronn-train %s --resume'
+                      % (st.step, e, self._saved_step(), self.save_path))
+                raise
             print('Training stopped by an error at step %i:' % st.step)
             traceback.print_exc()
             try:

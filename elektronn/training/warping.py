@@ -30,22 +30,26 @@ Geometry (all sizes per axis; 3D arrays are ``(z, ch, x, y)``, 2D ``(ch, x, y)``
 
 Typical use in a data class (one fresh draw per patch, from the data object's own generator)::
 
-    params = getWarpParams(patch_size, amount=1.0, rng=self.rng)
-    req = getRequiredPatchSize(patch_size, *params)        # cut this much from the cube
+    params = draw_warp_params(patch_size, amount=1.0, rng=self.rng)
+    req = required_patch_size(patch_size, *params)         # cut this much from the cube
     img, lab = warp3dJoint(img_cut, lab_cut, patch_size, *params)
+
+The original's functions keep their return values: :func:`getWarpParams` gives
+``(req_size, rot, shear, scale, stretch, twist)`` and :func:`getRequiredPatchSize`
+``(req_size, eff_size, left_exc)``.
 
 Differences from the original: the 2D parameters scale both axes (the original forced the x scale
 to 1, a z-scale left-over), every call draws from the ``rng`` it is given (or fresh OS entropy),
-``getRequiredPatchSize`` returns the size alone (exact for this kernel, checked on every z slice),
-samples just left of the source read ``fill`` (the C kernel's ``trunc(u + 0.5)`` read index 0 for
-``-1.5 < u < -0.5``) and the output keeps the input dtype.
+the required size is exact for this kernel (checked on every z slice), samples just left of the
+source read ``fill`` (the C kernel's ``trunc(u + 0.5)`` read index 0 for ``-1.5 < u < -0.5``) and
+the output keeps the input dtype.
 """
 from collections import namedtuple
 
 import numpy as np
 
-__all__ = ['WarpParams', 'getWarpParams', 'getRequiredPatchSize', 'warp2dFast', 'warp3dFast', 'warp2dJoint',
-           'warp3dJoint', 'warp2dBatch']
+__all__ = ['WarpParams', 'draw_warp_params', 'required_patch_size', 'getWarpParams', 'getRequiredPatchSize',
+           'warp2dFast', 'warp3dFast', 'warp2dJoint', 'warp3dJoint', 'warp2dBatch']
 
 #: Maxima of the random warp parameters at ``amount=1`` (degrees / factors), as in the original.
 ROT_MAX = 15.0
@@ -70,7 +74,7 @@ def _rng(rng):
     return np.random.default_rng() if rng is None else rng
 
 
-def getWarpParams(patch_size, amount=1.0, rng=None):
+def draw_warp_params(patch_size, amount=1.0, rng=None):
     """Draw random warp parameters for a patch, with the original's distributions.
 
     * shear ``U(-3, 3)`` degrees;
@@ -218,7 +222,7 @@ def _sample(src, slice_index, maps, x, y, fill, offset_xy=(0, 0)):
     return out
 
 
-def getRequiredPatchSize(patch_size, rot, shear, scale, stretch, twist=None):
+def required_patch_size(patch_size, rot, shear, scale, stretch, twist=None):
     """Size of the source region to cut so that warping it to ``patch_size`` leaves no empty pixels.
 
     The region is centred on the patch (the original's convention): each axis grows by the same
@@ -227,7 +231,7 @@ def getRequiredPatchSize(patch_size, rot, shear, scale, stretch, twist=None):
 
     Args:
         patch_size: ``(x, y)`` or ``(z, x, y)``.
-        rot, shear, scale, stretch, twist: As returned by :func:`getWarpParams`.
+        rot, shear, scale, stretch, twist: As returned by :func:`draw_warp_params`.
 
     Returns:
         ``numpy`` int array, one size per axis (``>= patch_size``).
@@ -254,6 +258,43 @@ def getRequiredPatchSize(patch_size, rot, shear, scale, stretch, twist=None):
                      'region' % (rot, shear, scale, stretch, twist))
 
 
+def getRequiredPatchSize(patch_size, rot, shear, scale, stretch, twist=None):
+    """The original's form of :func:`required_patch_size`: ``(req_size, eff_size, left_exc)``.
+
+    ``req_size`` is the source size to cut (:func:`required_patch_size`); ``eff_size`` (the extent of
+    the warped patch corners, rounded up) and ``left_exc`` (how far the corners reach below 0,
+    rounded down) come from mapping the ``2 ** n_dim`` corners of the patch, as the original did.
+
+    Returns:
+        Three int arrays, one entry per axis (``(x, y)`` or ``(z, x, y)``).
+    """
+    req = required_patch_size(patch_size, rot, shear, scale, stretch, twist)
+    ps = tuple(int(p) for p in np.array(patch_size).reshape(-1))
+    maps, x, y = _maps(ps, ps, rot, shear, scale, stretch, twist)
+    u, v = maps.uv(x[[0, -1]], y[[0, -1]])  # (slices, 2, 2)
+    if len(ps) == 3:
+        ends = [0, len(maps.w) - 1]
+        coords = [(maps.w[k], u[k, i, j], v[k, i, j]) for k in ends for i in (0, 1) for j in (0, 1)]
+    else:
+        coords = [(u[0, i, j], v[0, i, j]) for i in (0, 1) for j in (0, 1)]
+    coords = np.array(coords, dtype=np.float64)
+    eff_size = np.ceil(coords.max(axis=0) - coords.min(axis=0)).astype(int)
+    left_exc = np.floor(np.abs(np.minimum(coords.min(axis=0), 0))).astype(int)
+    return req, eff_size, left_exc
+
+
+def getWarpParams(patch_size, amount=1.0, rng=None):
+    """The original's form of :func:`draw_warp_params`: ``(req_size, rot, shear, scale, stretch, twist)``.
+
+    ``req_size`` is :func:`required_patch_size` of the drawn parameters (an int array); ``scale``
+    and ``stretch`` are float arrays, ``twist`` is ``None`` in 2D. ``rng`` (new) as in
+    :func:`draw_warp_params`.
+    """
+    rot, shear, scale, stretch, twist = draw_warp_params(patch_size, amount, rng)
+    req = required_patch_size(patch_size, rot, shear, scale, stretch, twist)
+    return req, rot, shear, np.array(scale), np.array(stretch), twist
+
+
 # ------------------------------------------------------------------------------------------------
 # Transforms
 # ------------------------------------------------------------------------------------------------
@@ -263,7 +304,7 @@ def _spatial_patch(patch_size, n_dim, img_spatial, name):
         raise ValueError('%s: patch_size must have %i positive entries, got %r' % (name, n_dim, patch_size))
     if any(p > s for p, s in zip(ps, img_spatial)):
         raise ValueError('%s: the image (spatial shape %s) is smaller than the patch %s; cut a source region of '
-                         'getRequiredPatchSize(...) first' % (name, tuple(img_spatial), ps))
+                         'required_patch_size(...) first' % (name, tuple(img_spatial), ps))
     return ps
 
 
@@ -314,12 +355,12 @@ def warp2dJoint(img, lab, patch_size, rot=0, shear=0, scale=(1, 1), stretch=(0, 
     """Warp a 2D image and its labels jointly.
 
     Args:
-        img: ``(ch, x, y)``, at least ``patch_size`` (cut with :func:`getRequiredPatchSize` to avoid
+        img: ``(ch, x, y)``, at least ``patch_size`` (cut with :func:`required_patch_size` to avoid
             empty borders).
         lab: Labels ``(x', y')`` of the same region reduced by the CNN offset on each side (centred
             in ``img``); any other shape (scalar labels, ``None``) is returned untouched.
         patch_size: ``(px, py)``.
-        rot, shear, scale, stretch: As from :func:`getWarpParams` (degrees, factors).
+        rot, shear, scale, stretch: As from :func:`draw_warp_params` (degrees, factors).
         twist: Must be ``None`` or 0 (it is there so that ``warp2dJoint(img, lab, ps, *params)``
             takes a 2D :class:`WarpParams`).
         label_fill: Label value where the warped label region leaves the given labels (0 as in the
@@ -347,11 +388,11 @@ def warp3dJoint(img, lab, patch_size, rot=0, shear=0, scale=(1, 1, 1), stretch=(
     """Warp a 3D image and its labels jointly.
 
     Args:
-        img: ``(z, ch, x, y)``, at least ``patch_size`` (cut with :func:`getRequiredPatchSize`).
+        img: ``(z, ch, x, y)``, at least ``patch_size`` (cut with :func:`required_patch_size`).
         lab: Labels ``(z', x', y')`` of the same region reduced by the CNN offset on each side;
             any other shape (e.g. img-scalar labels, ``None``) is returned untouched.
         patch_size: ``(pz, px, py)``.
-        rot, shear, scale, stretch, twist: As from :func:`getWarpParams`.
+        rot, shear, scale, stretch, twist: As from :func:`draw_warp_params`.
         label_fill: Label value where the warped label region leaves the given labels.
 
     Returns:

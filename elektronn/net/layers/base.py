@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from elektronn.net.netutils import initWeights
 
-__all__ = ['ACTIVATIONS', 'parse_activation', 'to_parameter']
+__all__ = ['ACTIVATIONS', 'parse_activation', 'to_parameter', 'SharedParameter']
 
 #: Activation names the original accepted, mapped to the canonical name.
 ACTIVATIONS = {
@@ -64,8 +64,115 @@ def parse_activation(activation_func):
                          "'maxout <k>', got %r" % (activation_func,)) from None
 
 
-def to_parameter(value, shape, name):
-    """An ``nn.Parameter`` from initial values, checking the shape.
+def _to_original(arr, layout):
+    """An array in this package's layout converted to the original's (see :class:`SharedParameter`)."""
+    if layout is None:
+        return arr
+    kind, spec = layout
+    if kind == 'conv':
+        arr = np.flip(arr, axis=tuple(range(2, arr.ndim)))
+        return arr.transpose(0, 2, 1, 3, 4) if spec == 3 else arr
+    if kind == 'rows':
+        ch, z, x, y = spec
+        return arr.reshape(ch, z, x, y, -1).transpose(1, 0, 2, 3, 4).reshape(arr.shape)
+    raise ValueError('unknown parameter layout %r' % (layout,))
+
+
+def _from_original(arr, layout):
+    """The inverse of :func:`_to_original`."""
+    if layout is None:
+        return arr
+    kind, spec = layout
+    if kind == 'conv':
+        if spec == 3:
+            arr = arr.transpose(0, 2, 1, 3, 4)
+        return np.flip(arr, axis=tuple(range(2, arr.ndim)))
+    if kind == 'rows':
+        ch, z, x, y = spec
+        return arr.reshape(z, ch, x, y, -1).transpose(1, 0, 2, 3, 4).reshape(arr.shape)
+    raise ValueError('unknown parameter layout %r' % (layout,))
+
+
+def _original_shape(shape, layout):
+    shape = tuple(int(s) for s in shape)
+    if layout is not None and layout[0] == 'conv' and layout[1] == 3:
+        return (shape[0], shape[2], shape[1]) + shape[3:]
+    return shape
+
+
+def _rebuild_shared_parameter(cls, data, requires_grad, layout):
+    return cls(data, requires_grad, layout=layout)
+
+
+class SharedParameter(nn.Parameter):
+    """An ``nn.Parameter`` that also answers the original's Theano shared-variable calls.
+
+    ``get_value()`` returns a NumPy copy and ``set_value(arr)`` overwrites the values in place,
+    both in the **original's layout**, so that arrays move between old scripts, old pickles and
+    this package unchanged:
+
+    * conv filters (``original_layout=('conv', n_dim)``): the original's Theano layers computed true
+      convolutions, this package cross-correlations, so the filters are flipped in their spatial
+      axes; 3D filters are ``(nof, fz, ch, fx, fy)`` in the original, ``(nof, ch, fz, fx, fy)``
+      inside;
+    * the weights of a perceptron layer right after a 3D conv layer (``original_layout=('rows', (ch,
+      z, x, y))``): the original flattened its input in ``(z, ch, x, y)`` order, this package in
+      ``(ch, z, x, y)`` order, so the rows are permuted;
+    * everything else (``original_layout=None``): the array as it is.
+
+    Everything else about the parameter is plain PyTorch (``.data``, ``.grad``, optimisers).
+    """
+
+    def __new__(cls, data=None, requires_grad=True, layout=None):
+        param = super().__new__(cls, data, requires_grad)
+        param.original_layout = layout
+        return param
+
+    def __deepcopy__(self, memo):
+        if id(self) in memo:
+            return memo[id(self)]
+        result = type(self)(self.data.clone(memory_format=torch.preserve_format), self.requires_grad,
+                            layout=self.original_layout)
+        memo[id(self)] = result
+        return result
+
+    def __repr__(self):
+        return 'Parameter containing:\n' + repr(self.data)
+
+    def __reduce_ex__(self, protocol):
+        return _rebuild_shared_parameter, (type(self), self.data, self.requires_grad, self.original_layout)
+
+    @property
+    def original_shape(self):
+        """The shape of :meth:`get_value`'s array."""
+        return _original_shape(self.shape, self.original_layout)
+
+    def to_original_layout(self, array):
+        """A copy of ``array`` (shaped like this parameter, e.g. its gradient) in the original's layout."""
+        return np.array(_to_original(np.asarray(array), self.original_layout), order='C', copy=True)
+
+    def get_value(self, borrow=False, return_internal_type=False):
+        """A NumPy copy of the values in the original's layout (``borrow`` is accepted and ignored)."""
+        with torch.no_grad():
+            return self.to_original_layout(self.detach().cpu().numpy())
+
+    def set_value(self, value, borrow=False):
+        """Overwrite the values in place with ``value``, given in the original's layout.
+
+        Raises:
+            ValueError: ``value`` has another shape than :attr:`original_shape`.
+        """
+        arr = np.asarray(value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value)
+        if arr.shape != self.original_shape:
+            raise ValueError('set_value: this parameter needs an array of shape %s (the original\'s layout), '
+                             'got %s' % (self.original_shape, arr.shape))
+        internal = np.ascontiguousarray(_from_original(arr, self.original_layout))
+        with torch.no_grad():
+            self.copy_(torch.as_tensor(internal, dtype=self.dtype))
+
+
+def to_parameter(value, shape, name, layout=None):
+    """A :class:`SharedParameter` from initial values (this package's layout), checking the shape.
 
     Raises:
         ValueError: the array has another shape than the layer needs.
@@ -75,7 +182,28 @@ def to_parameter(value, shape, name):
     if arr.shape != tuple(shape):
         raise ValueError('%s must have shape %s for this layer, got an array of shape %s'
                          % (name, tuple(shape), arr.shape))
-    return nn.Parameter(torch.from_numpy(arr.copy()))
+    return SharedParameter(torch.from_numpy(arr.copy()), layout=layout)
+
+
+def empty_parameter(*shape, layout=None):
+    """An uninitialised :class:`SharedParameter` of ``shape`` (the layer fills it)."""
+    return SharedParameter(torch.empty(*shape), layout=layout)
+
+
+class _DropoutRate:
+    """The original's ``layer.activation_noise`` shared variable: the layer's dropout rate."""
+
+    def __init__(self, layer):
+        self._layer = layer
+
+    def get_value(self, borrow=False):
+        return np.float32(self._layer.dropout_rate)
+
+    def set_value(self, value, borrow=False):
+        value = float(value)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError('a dropout rate must lie in [0, 1], got %r' % (value,))
+        self._layer.dropout_rate = value
 
 
 def check_positive_int(value, name):
@@ -97,6 +225,8 @@ class _Layer(nn.Module):
     """
 
     param_names = ()
+    #: Order of the original's ``layer.params`` list (default: ``param_names``).
+    original_param_order = None
 
     def __init__(self, activation_func='tanh', enable_dropout=False):
         super().__init__()
@@ -137,6 +267,23 @@ class _Layer(nn.Module):
     def own_parameters(self):
         """The parameters this layer owns (not those it shares with another layer), in file order."""
         return [getattr(self, n) for n in self.param_names if isinstance(getattr(self, n, None), nn.Parameter)]
+
+    @property
+    def params(self):
+        """The original's ``layer.params``: the parameters this layer owns, in the original's order
+        (conv ``[W, b]``, perceptron ``[b, W]``, recurrent ``[W_in, W_hid, b_hid, hid_0]``)."""
+        names = self.param_names
+        order = self.original_param_order or names
+        return [getattr(self, n) for n in order if n in names]
+
+    @property
+    def activation_noise(self):
+        """The original's dropout-rate shared variable (``.get_value()``/``.set_value(p)``);
+        only layers with dropout have it."""
+        if self.dropout_rate is None:
+            raise AttributeError('this %s has no dropout (activation_noise exists only with enable_dropout)'
+                                 % type(self).__name__)
+        return _DropoutRate(self)
 
     def param_arrays(self):
         """Copies of the stored parameters as float32 NumPy arrays, in ``param_names`` order."""

@@ -28,12 +28,11 @@ input dilation)::
 """
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from elektronn.net import pooling
-from elektronn.net.layers.base import _Layer, check_positive_int, to_parameter
-from elektronn.net.netutils import initWeights
+from elektronn.net.layers.base import _Layer, check_positive_int, empty_parameter, to_parameter
+from elektronn.net.netutils import blob, initWeights, makeGaborFilters
 
 __all__ = ['ConvLayer2d', 'ConvLayer3d']
 
@@ -113,11 +112,13 @@ class _ConvLayer(_Layer):
         self.filter_shape = (self.nof_filters, self.n_in) + self.filter_size
         self._pooling_needed = any(p > 1 for p in self.pool)
 
-        self.W = nn.Parameter(torch.empty(self.filter_shape))
-        self.b = nn.Parameter(torch.empty(self.nof_filters))
+        # ``W.get_value()`` gives the filters as the original's (Theano) layers held them
+        w_layout = ('conv', self.n_dim)
+        self.W = empty_parameter(*self.filter_shape, layout=w_layout)
+        self.b = empty_parameter(self.nof_filters)
         self.reset_parameters()
         if W is not None:
-            self.W = to_parameter(W, self.filter_shape, 'W')
+            self.W = to_parameter(W, self.filter_shape, 'W', layout=w_layout)
         if b is not None:
             self.b = to_parameter(b, (self.nof_filters,), 'b')
 
@@ -184,6 +185,33 @@ class ConvLayer2d(_ConvLayer):
 
     n_dim = 2
     _convolve = staticmethod(F.conv2d)
+
+    def gaborInitialisation(self, rng=None):
+        """Replace the filters by Gabor filters, a Gaussian blob and (for an even count) a noise filter.
+
+        As the original: ``nof - 1`` (odd ``nof``) or ``nof - 2`` (even) Gabor filters from
+        :func:`~elektronn.net.netutils.makeGaborFilters` divided by 10, then
+        :func:`~elektronn.net.netutils.blob` (divided by 10 for even ``nof``), then normal noise of
+        std 0.02 (even ``nof``); the same filter for every input channel (the original assumed 3).
+        The filters are set as the original's true-convolution kernels (``W.set_value``).
+
+        Raises:
+            ValueError: the filters are not square, or there are fewer than 2 of them.
+        """
+        nof, ch, fx, fy = self.filter_shape
+        if fx != fy:
+            raise ValueError('gaborInitialisation needs square filters, this layer has %i x %i' % (fx, fy))
+        if nof < 2:
+            raise ValueError('gaborInitialisation needs at least 2 filters, this layer has %i' % nof)
+        rng = np.random if rng is None else rng
+        n_pairs = (nof - 1) // 2
+        parts = [makeGaborFilters(fx, n_pairs) / 10.0] if n_pairs else []
+        if nof % 2:
+            parts.append(blob(fx)[None])
+        else:
+            parts += [blob(fx)[None] / 10.0, rng.normal(0.0, 0.02, (1, fx, fy))]
+        filters = np.concatenate(parts, axis=0)
+        self.W.set_value(np.repeat(filters[:, None], ch, axis=1).astype(np.float32))
 
 
 class ConvLayer3d(_ConvLayer):

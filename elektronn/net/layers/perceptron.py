@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from elektronn.net.layers.base import _Layer, check_positive_int, to_parameter
+from elektronn.net.layers.base import _Layer, check_positive_int, empty_parameter, to_parameter
 from elektronn.net.netutils import initWeights
 
 __all__ = ['PerceptronLayer']
@@ -76,14 +76,14 @@ class PerceptronLayer(_Layer):
             self._W_transposed = shared[1]
         else:
             self._shared_W = None
-            self.W = nn.Parameter(torch.empty(self.n_in, self.n_out))
+            self.W = empty_parameter(self.n_in, self.n_out)
         if isinstance(b, nn.Parameter):
             if tuple(b.shape) != (self.n_out,):
                 raise ValueError('shared b must have shape (%i,), got %s' % (self.n_out, tuple(b.shape)))
             self._shared_b = [b]
         else:
             self._shared_b = None
-            self.b = nn.Parameter(torch.empty(self.n_out))
+            self.b = empty_parameter(self.n_out)
         self.reset_parameters()
         if W is not None and shared is None:
             self.W = to_parameter(W, (self.n_in, self.n_out), 'W')
@@ -105,6 +105,9 @@ class PerceptronLayer(_Layer):
     @property
     def shares_W(self):
         return self._shared_W is not None
+
+    #: The original's ``layer.params`` order (and that of its parameter files): bias first.
+    original_param_order = ('b', 'W')
 
     @property
     def param_names(self):

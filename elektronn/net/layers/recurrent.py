@@ -9,9 +9,8 @@ Shapes:
 """
 import numpy as np
 import torch
-from torch import nn
 
-from elektronn.net.layers.base import _Layer, check_positive_int
+from elektronn.net.layers.base import _Layer, check_positive_int, empty_parameter
 from elektronn.net.netutils import initWeights
 
 __all__ = ['RecurrentLayer']
@@ -41,10 +40,10 @@ class RecurrentLayer(_Layer):
         self.n_in = check_positive_int(n_in, 'n_in')
         self.n_hid = check_positive_int(n_hid, 'n_hid')
         self.iterations = None if iterations is None else check_positive_int(iterations, 'iterations')
-        self.W_in = nn.Parameter(torch.empty(self.n_in, self.n_hid))
-        self.W_hid = nn.Parameter(torch.empty(self.n_hid, self.n_hid))
-        self.b_hid = nn.Parameter(torch.empty(self.n_hid))
-        self.hid_0 = nn.Parameter(torch.empty(self.n_hid))
+        self.W_in = empty_parameter(self.n_in, self.n_hid)
+        self.W_hid = empty_parameter(self.n_hid, self.n_hid)
+        self.b_hid = empty_parameter(self.n_hid)
+        self.hid_0 = empty_parameter(self.n_hid)
         self.reset_parameters()
 
     def reset_parameters(self, mode='uni'):
