@@ -12,9 +12,10 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 
 import numpy as np
+
+from elektronn.utils import atomic_write
 
 __all__ = ['main']
 
@@ -74,20 +75,6 @@ def _check_output(path, option):
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError('cannot write %s %s: the folder %s does not exist' % (option, path, folder))
-
-
-def _write_atomic(path, write):
-    """Call ``write(file)`` on a temporary file next to ``path``, then rename it to ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _json_value(value):
@@ -216,7 +203,8 @@ def _run(args):
     if args.json:
         record = dict(inputs=dict(seg=args.seg, gt=args.gt, gt_boundary=args.gt_boundary, boundary=args.boundary,
                                   channel=inputs.channel, two_d=args.two_d), **results)
-        _write_atomic(args.json, lambda f: json.dump(record, f, indent=1, default=_json_value))
+        with atomic_write(args.json, 'w') as f:
+            json.dump(record, f, indent=1, default=_json_value)
         print('results written to %s' % args.json)
     if args.png:
         from elektronn.evaluation.figures import plot_evaluation, save_figure

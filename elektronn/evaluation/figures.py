@@ -3,8 +3,6 @@
 Matplotlib is imported when a figure is drawn, and only its Agg canvas is used (no pyplot, no
 display needed).
 """
-import os
-import tempfile
 
 import numpy as np
 
@@ -149,14 +147,7 @@ def _title(results):
 
 
 def save_figure(fig, path):
-    """Write ``fig`` as a PNG to ``path`` atomically (a temporary file in the same folder, then renamed)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            fig.savefig(f, format='png')
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write ``fig`` as a PNG to ``path`` atomically (see :func:`elektronn.utils.atomic_write`)."""
+    from elektronn.utils import atomic_write
+    with atomic_write(path, 'wb') as f:
+        fig.savefig(f, format='png')
