@@ -42,8 +42,9 @@ setup(
                       'zarr>=3; python_version>="3.11"', 'numcodecs>=0.13', 'distributed>=2024.1', 'bokeh>=3.1',
                       'nvidia-ml-py'],
     extras_require={
-        # ome-zarr-models: the tests validate the OME-Zarr metadata of outputs against the NGFF models
-        'test': ['pytest>=7', 'ome-zarr-models>=0.1'],
+        # ome-zarr-models: the tests validate the OME-Zarr metadata of outputs against the NGFF models;
+        # hypothesis: property-based tests of the config validator
+        'test': ['pytest>=7', 'ome-zarr-models>=0.1', 'hypothesis>=6'],
         'docs': ['sphinx>=7'],
     },
     entry_points={'console_scripts': [
