@@ -175,7 +175,7 @@ def _settings(allowed):
             try:
                 v[key] = allowed[key](value)
             except _Invalid as e:
-                raise _Invalid('setting %r %s, got %r' % (key, e, value)) from None
+                raise _Invalid('setting %r %s (it is %r)' % (key, e, value)) from None
         return v
     return check
 
