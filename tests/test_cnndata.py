@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from elektronn.training import CNNData
+from elektronn.training.CNNData import CNNData
 from elektronn.training import cubes as cubes_mod
 from elektronn.training.augmentation import allowed_permutations, grey_augment_params
 from pipeline_helpers import check_workers_draw_their_seeds, process_alive

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from elektronn import volumes
-from elektronn.training import CNNData
+from elektronn.training.CNNData import CNNData
 from elektronn.training import cubes as cubes_mod
 
 from pipeline_helpers import check_workers_draw_their_seeds, write_config

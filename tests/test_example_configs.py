@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from elektronn.net.netutils import CNNCalculator
-from elektronn.training import CNNData
+from elektronn.training.CNNData import CNNData
 from conftest import shared_data_file
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), '..', 'examples')

@@ -21,18 +21,8 @@ import pytest
 import torch
 from scipy.signal import convolve, convolve2d
 
-_OWNER = 'file edited elsewhere'
-_XFAIL = {
-    ('elektronn.training', 'CNNData'): 'CNNData module path: issue 15, training/__init__.py',
-    ('elektronn.training.trainer', 'Trainer.previewSliceFromTrainData'): 'trainer.py: ' + _OWNER,
-    ('elektronn.training.trainer', 'Trainer.malisPreviewSlice'): 'trainer.py: ' + _OWNER,
-    ('elektronn.training.CNNData', 'plotTrainingTarget'): 'CNNData.py: ' + _OWNER,
-    ('elektronn.training.traindata', 'QueueData'): 'traindata.py: ' + _OWNER,
-    ('elektronn.training.traindata', 'AdultData'): 'traindata.py: ' + _OWNER,
-    ('elektronn.training.traindata', 'BuzzData'): 'traindata.py: ' + _OWNER,
-    ('elektronn.training.traindata', 'PianoData'): 'traindata.py: ' + _OWNER,
-    ('elektronn.training.traindata', 'GeneData'): 'traindata.py: ' + _OWNER,
-}
+#: (module, name) -> reason, for names not yet available (none at present)
+_XFAIL = {}
 
 # (original module path, name, kind) for every public name of the inventory (section 1, plus the
 # methods named in sections 2 and 5); ``Class.method`` names a method.

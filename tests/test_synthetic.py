@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from elektronn.data import synthetic
-from elektronn.training import CNNData
+from elektronn.training.CNNData import CNNData
 
 SMALL = dict(n_cubes=1, shape=(96, 96, 12), label_margin=(8, 8, 2), n_preview=1, preview_shape=(40, 40, 6))
 

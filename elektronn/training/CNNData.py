@@ -25,7 +25,7 @@ from elektronn.training import cubes as _cubes
 from elektronn.training.affinities import make_affinities
 from elektronn.training.augmentation import allowed_permutations, grey_augment, random_flip
 
-__all__ = ['CNNData']
+__all__ = ['CNNData', 'plotTrainingTarget']
 
 _MODES = ('img-img', 'img-scalar')
 _AFFINITY = (False, None, 'affinity', 'malis')
@@ -975,3 +975,38 @@ def _warping_module():
                            'set warp_on=False' % e) from e
     return warping
 
+
+
+def plotTrainingTarget(img, lab, stride=1, savename='training_target.png'):
+    """Plot a training example as the original's ``plotTrainingTarget``: data | label | overlay.
+
+    ``img`` and ``lab`` are 2D arrays (one slice of a batch). The label is repeated ``stride`` times
+    along both axes (the output stride of the net) and zero-padded, centred, to the image size; the
+    overlay is ``0.75*img + 0.25*(1-lab)``. The figure is written to ``savename``, which is returned.
+    """
+    from elektronn.training.plotting import _figure, _save
+    img = np.asarray(img, dtype=np.float32)
+    lab = np.asarray(lab, dtype=np.float32)
+    if img.ndim != 2 or lab.ndim != 2:
+        raise ValueError('plotTrainingTarget: img and lab must be 2D arrays, got shapes %s and %s'
+                         % (img.shape, lab.shape))
+    stride = int(stride)
+    if stride > 1:
+        lab = np.repeat(np.repeat(lab, stride, axis=0), stride, axis=1)
+    full = np.zeros(img.shape, dtype=np.float32)
+    src, dst = [], []
+    for i, l in zip(img.shape, lab.shape):
+        off = abs(i - l) // 2
+        n = min(i, l)
+        src.append(slice(off, off + n) if l > i else slice(0, n))
+        dst.append(slice(off, off + n) if i > l else slice(0, n))
+    full[tuple(dst)] = lab[tuple(src)]
+    lab = full
+    fig = _figure((15, 5))
+    for k, (title, arr) in enumerate((('data', img), ('label', lab), ('overlay', 0.75 * img + 0.25 * (1 - lab)))):
+        ax = fig.add_subplot(1, 3, k + 1)
+        ax.imshow(arr, cmap='gray', interpolation='nearest')
+        ax.set_title(title)
+        ax.set_axis_off()
+    _save(fig, savename)
+    return savename

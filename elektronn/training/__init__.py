@@ -1,8 +1,8 @@
 """The config-driven training pipeline: data classes, augmentation, trainer, console.
 
-``from elektronn.training import CNNData`` gives the image data class (the module of the same
-name, :mod:`elektronn.training.CNNData`, stays importable as in the original).
+As in the original, ``from elektronn.training import CNNData`` gives the *module*
+:mod:`elektronn.training.CNNData`; the image data class is ``CNNData.CNNData``
+(``from elektronn.training.CNNData import CNNData``).
 """
-from elektronn.training.CNNData import CNNData
 
-__all__ = ['CNNData']
+__all__ = []

@@ -37,7 +37,8 @@ from elektronn.training import warping
 from elektronn.safe_pickle import ArrayUnpickler
 from elektronn.utils import atomic_path
 
-__all__ = ['Data', 'BalancedData', 'MNISTData', 'load_mnist_pickle', 'mnist_cache_path', 'DATA_DIR_ENV']
+__all__ = ['Data', 'BalancedData', 'QueueData', 'MNISTData', 'AdultData', 'BuzzData', 'PianoData', 'GeneData',
+           'load_mnist_pickle', 'mnist_cache_path', 'DATA_DIR_ENV']
 
 _SOURCES = ('train', 'valid', 'test')
 
@@ -578,3 +579,197 @@ class MNISTData(Data):
                                    1 + rng.uniform(0, 1, (n, 2)) * self.WARP_SCALE * amount,
                                    rng.uniform(-1, 1, (n, 2)) * self.WARP_STRETCH * amount,
                                    fill=self._background)
+
+
+# ------------------------------------------------------------------------------------------------
+# The original's other data classes
+# ------------------------------------------------------------------------------------------------
+class QueueData(Data):
+    """:class:`Data` with a priority queue over the training examples (the original's ``QueueData``):
+    hard examples (high loss) are drawn again, and more often than easy ones.
+
+    ``queueget(n)`` returns the ``n`` training examples of highest priority
+    ``nll / (1 + 0.017 * count) - 0.004 * age`` (``count``: how often the example was updated,
+    ``age``: iterations since its last update); examples never updated come first, in random order.
+    After the training step, ``queueupdate(nlls, iteration)`` records the per-example losses of the
+    examples of the last ``queueget``. ``queuereset()`` forgets everything; ``save(path)`` writes the
+    queue's state. ``getbatch`` works as for :class:`Data`.
+    """
+    COUNT_DECAY = 0.017
+    AGE_PENALTY = 0.004
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.queuereset()
+
+    def queuereset(self):
+        """Forget all losses, counts and ages: every example is unseen again."""
+        n = self._training_count
+        self.queue_nll = np.full(n, np.inf)
+        self.queue_count = np.zeros(n, np.int64)
+        self.queue_last = np.zeros(n, np.int64)
+        self.queue_iteration = 0
+        self._queue_taken = None
+
+    def queuepriority(self):
+        """The priority of every training example (``inf`` for examples never updated)."""
+        age = self.queue_iteration - self.queue_last
+        with np.errstate(invalid='ignore'):
+            return self.queue_nll / (1 + self.COUNT_DECAY * self.queue_count) - self.AGE_PENALTY * age
+
+    def queueget(self, n):
+        """The ``n`` training examples of highest priority as ``(data, labels)`` (ties in random order)."""
+        self._check_batch_args(n, 'train')
+        self._check_process()
+        n = min(int(n), self._training_count)
+        order = self.rng.permutation(self._training_count)  # random tie-breaking
+        prio = self.queuepriority()[order]
+        index = order[np.argsort(-prio, kind='stable')[:n]]
+        self._queue_taken = index
+        return self._take(self.train_d, self.train_l, index)
+
+    def queueupdate(self, nlls, iteration):
+        """Record the losses ``nlls`` (one per example, in the order of the last :meth:`queueget`)
+        at training iteration ``iteration``."""
+        if self._queue_taken is None:
+            raise RuntimeError('queueupdate: call queueget first')
+        nlls = np.asarray(nlls, dtype=np.float64).reshape(-1)
+        if len(nlls) != len(self._queue_taken):
+            raise ValueError('queueupdate: %i losses for the %i examples of the last queueget'
+                             % (len(nlls), len(self._queue_taken)))
+        if not np.isfinite(nlls).all():
+            raise ValueError('queueupdate: the losses must be finite')
+        index = self._queue_taken
+        self.queue_iteration = int(iteration)
+        self.queue_nll[index] = nlls
+        self.queue_count[index] += 1
+        self.queue_last[index] = int(iteration)
+        self._queue_taken = None
+
+    def save(self, path):
+        """Write the queue's state (a dict of ``nll``, ``count``, ``last``, ``iteration``) as a pickle
+        that :func:`elektronn.utils.pickleLoad` reads."""
+        from elektronn.utils import pickleSave
+        pickleSave({'nll': self.queue_nll, 'count': self.queue_count, 'last': self.queue_last,
+                    'iteration': self.queue_iteration}, path)
+        return path
+
+
+class _DownloadedData(Data):
+    _DATASET = ''
+    _URL = ''
+
+    def __init__(self, *args, **kwargs):
+        raise NotImplementedError(
+            '%s downloaded the %s data set (%s); this rebuild does not download it. Load the data yourself and '
+            'use Data(train_d=..., train_l=..., valid_d=..., valid_l=...) or a custom data class '
+            "(config: data_class_name=('~/MyData.py', 'MyClass'))" % (type(self).__name__, self._DATASET, self._URL))
+
+
+class AdultData(_DownloadedData):
+    """The original's UCI "Adult" census-income data class (downloaded, normalised, cached). Not
+    available here: the constructor raises ``NotImplementedError`` (use :class:`Data`)."""
+    _DATASET = 'UCI Adult'
+    _URL = 'https://archive.ics.uci.edu/ (data set "Adult")'
+
+
+class BuzzData(_DownloadedData):
+    """The original's "Buzz in social media" (Twitter) regression data class. Not available here:
+    the constructor raises ``NotImplementedError`` (use :class:`Data`)."""
+    _DATASET = 'Buzz in social media (Twitter)'
+    _URL = 'https://archive.ics.uci.edu/ (data set "Buzz in social media")'
+
+
+class GeneData(_DownloadedData):
+    """The original's GEMLeR gene expression data class. Not available here: the constructor raises
+    ``NotImplementedError`` (use :class:`Data`)."""
+    _DATASET = 'GEMLeR gene expression'
+    _URL = 'GEMLeR, the Gene Expression Machine Learning Repository'
+
+
+class PianoData(Data):
+    """Piano-roll sequences (the original's Nottingham data class) from a local pickle.
+
+    Args:
+        path: A pickle (read with :func:`elektronn.utils.pickleLoad`) holding the training,
+            validation and test sets, as a dict ``{'train': ..., 'valid': ..., 'test': ...}`` or as
+            three records / a 3-tuple. A set is a list of sequences; a sequence is an array
+            ``(time, n_lab)`` of 0/1 (notes on) or a list of time steps, each a list of the indices
+            (``0 .. n_lab-1``) of the notes on.
+        n_tap: Length of the input window.
+        n_lab: Number of notes (the width of a piano-roll step).
+
+    ``getbatch(batch_size, source)`` returns ``(data, labels)``: ``(batch_size, n_tap, n_lab)``
+    float32 windows of random sequences at random positions, and the following step
+    ``(batch_size, n_lab)`` int16 as target. Validation and test windows are the same each call.
+    """
+
+    def __init__(self, path, n_tap=20, n_lab=58, seed=None):
+        from elektronn.utils import pickleLoad
+        sets = pickleLoad(os.path.expanduser(path))
+        if isinstance(sets, dict):
+            missing = [k for k in ('train', 'valid', 'test') if k not in sets]
+            if missing:
+                raise ValueError('PianoData: %s has no %s set(s)' % (path, ', '.join(missing)))
+            sets = [sets['train'], sets['valid'], sets['test']]
+        if not isinstance(sets, (list, tuple)) or len(sets) != 3:
+            raise ValueError('PianoData: %s must hold the train, valid and test sets (a dict or 3 records)' % path)
+        self.n_tap = self.n_taps = int(n_tap)
+        if self.n_tap < 1:
+            raise ValueError('PianoData: n_tap must be positive, got %r' % (n_tap,))
+        self.n_lab = int(n_lab)
+        self.train_d, self.valid_d, self.test_d = [self._encode(s, name) for s, name in
+                                                   zip(sets, ('train', 'valid', 'test'))]
+        self.train_l, self.valid_l, self.test_l = self.train_d, self.valid_d, self.test_d
+        if not self.train_d:
+            raise ValueError('PianoData: no training sequence longer than n_tap=%i in %s' % (self.n_tap, path))
+        self._training_count = len(self.train_d)
+        self.example_shape = (self.n_tap, self.n_lab)
+        self.n_ch = self.n_tap
+        print(repr(self))
+        self.reseed(seed)
+
+    def _encode(self, sequences, name):
+        out = []
+        for k, seq in enumerate(sequences):
+            if isinstance(seq, np.ndarray) and seq.ndim == 2:
+                if seq.shape[1] != self.n_lab:
+                    raise ValueError('PianoData: %s sequence %i has %i notes per step, n_lab=%i'
+                                     % (name, k, seq.shape[1], self.n_lab))
+                roll = (seq != 0).astype(np.float32)
+            else:
+                roll = np.zeros((len(seq), self.n_lab), np.float32)
+                for t, notes in enumerate(seq):
+                    notes = np.asarray(notes, dtype=np.int64).reshape(-1)
+                    if notes.size and (notes.min() < 0 or notes.max() >= self.n_lab):
+                        raise ValueError('PianoData: %s sequence %i step %i has notes outside 0..%i'
+                                         % (name, k, t, self.n_lab - 1))
+                    roll[t, notes] = 1
+            if len(roll) > self.n_tap:  # a window and its target fit
+                out.append(roll)
+        return out
+
+    def __repr__(self):
+        return 'PianoData: %i notes, windows of %i steps, #training sequences: %i and #validing: %i' % (
+            self.n_lab, self.n_tap, len(self.train_d), len(self.valid_d))
+
+    def _windows(self, sequences, batch_size, rng):
+        seq_i = rng.integers(0, len(sequences), batch_size)
+        data = np.empty((batch_size, self.n_tap, self.n_lab), np.float32)
+        labels = np.empty((batch_size, self.n_lab), np.int16)
+        for b, s in enumerate(seq_i):
+            seq = sequences[s]
+            t = int(rng.integers(0, len(seq) - self.n_tap))
+            data[b] = seq[t:t + self.n_tap]
+            labels[b] = seq[t + self.n_tap]
+        return data, labels
+
+    def getbatch(self, batch_size, source='train'):
+        self._check_batch_args(batch_size, source)
+        if source == 'train':
+            self._check_process()
+            return self._windows(self.train_d, batch_size, self.rng)
+        sequences = self.valid_d if source == 'valid' else self.test_d
+        if not sequences:
+            return (np.zeros((0, self.n_tap, self.n_lab), np.float32), np.zeros((0, self.n_lab), np.int16))
+        return self._windows(sequences, batch_size, np.random.default_rng(0))

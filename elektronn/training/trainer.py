@@ -489,6 +489,54 @@ class Trainer:
             self.predictAndWrite(raw[..., start:start + z_thick], number, export_class, k, max_z_pred)
         self.saved_raw_preview = True
 
+    def previewSliceFromTrainData(self, cube_i=0, off=(0, 0, 0), sh=(10, 400, 400), number=0, export_class='all'):
+        """Preview the prediction of a block of training cube ``cube_i`` (the original's helper).
+
+        The block starts at ``off`` and has the shape ``sh``, both ``(z, x, y)``; for 3D networks its
+        depth is raised to at least the network's input depth. (The original cut y with ``off[1]``
+        and ``sh[1]``; here y uses ``off[2]`` and ``sh[2]``.) The PNGs are written as by
+        :meth:`predictAndWrite`. Only for ``'img-img'`` training.
+        """
+        if self.config.mode != 'img-img':
+            print("previewSliceFromTrainData(): only available for 'img-img' training")
+            return
+        sh = [int(s) for s in sh]
+        off = [int(o) for o in off]
+        if self.cnn.n_dim == 3:
+            sh[0] = max(sh[0], int(self.cnn.input_shape[1]))
+        cube = self.data.train_d[cube_i]  # (z, ch, x, y)
+        raw = np.asarray(cube[off[0]:off[0] + sh[0], :, off[1]:off[1] + sh[1], off[2]:off[2] + sh[2]])
+        raw = np.ascontiguousarray(raw.transpose(1, 2, 3, 0))  # (ch, x, y, z)
+        self.predictAndWrite(raw, number, export_class)
+        self.saved_raw_preview = True
+
+    def malisPreviewSlice(self, batch, name='A'):
+        """MALIS statistics of ``batch`` (``(data, affinities, seg_gt, ...)``, target ``'malis'``): print
+        a summary and save ``MALIS-<name>.pkl`` in the save directory (the original's helper).
+
+        The pickle holds, as records (see :func:`elektronn.utils.pickleLoad`): the predicted connection
+        probabilities ``(z, x, y, 3)``, the affinity labels ``(z, x, y, 3)``, the positive and
+        ``log(1 + negative)`` pair counts per edge ``(z, x, y, 3)``, the segmentation ``(z, x, y)`` and the
+        data's first channel ``(z, x, y)``, all of the batch's first example.
+        """
+        from elektronn.utils import pickleSave
+        if batch is None:
+            return None
+        pred = self.cnn.class_probabilities(batch[0])[0]  # (6, z, x, y)
+        (nll, n_pos, n_neg, n_tot, false_splits, false_merges, rand_index, pos_count,
+         neg_count) = self.cnn.malis_stats(*batch[:3])
+        print('MALIS: NLL=%.4g, pairs total=%i pos=%i neg=%i, false splits=%i, false merges=%i, Rand index=%.4g'
+              % (nll, n_tot, n_pos, n_neg, false_splits, false_merges, rand_index))
+        pred_slices = pred[1::2].transpose(1, 2, 3, 0)
+        pos_slices = np.asarray(pos_count[0]).transpose(1, 2, 3, 0)
+        neg_slices = np.log(np.asarray(neg_count[0]).transpose(1, 2, 3, 0) + 1)
+        data = np.asarray(batch[0])[0, :, 0]
+        aff_gt = np.asarray(batch[1])[0].transpose(1, 2, 3, 0)
+        seg_gt = np.asarray(batch[2])[0]
+        path = os.path.join(self.config.prepare_save_dir(), 'MALIS-%s.pkl' % (name,))
+        pickleSave([pred_slices, aff_gt, pos_slices, neg_slices, seg_gt, data], path)
+        return path
+
     # ------------------------------------------------------------------------------------------------
     # Saving and resuming
     # ------------------------------------------------------------------------------------------------
