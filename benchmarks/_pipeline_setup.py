@@ -89,3 +89,42 @@ def emit(**figure):
     figure.setdefault('OMP_WAIT_POLICY', os.environ.get('OMP_WAIT_POLICY', 'unset'))
     figure.setdefault('load_average_1min', round(os.getloadavg()[0], 2))
     print(json.dumps(figure), flush=True)
+
+
+def example_trainer(example, config_path, save_path):
+    """A Trainer (data loaded, net created, non-interactive) for a copy of the example config ``example``
+    written to ``config_path`` with the benchmark overrides (``save_path``, no time limit, no plots or
+    previews), read exactly as ``elektronn-train`` reads it."""
+    from elektronn.training.config import Config
+    from elektronn.training.trainer import Trainer
+    with open(config_path, 'w') as f:
+        f.write(open(example).read() + '\n# --- benchmark overrides ---\n'
+                'save_path = %r\nmax_runtime = 10 ** 9\nplot_on = False\npreview_data_path = None\n'
+                % os.path.join(save_path, ''))
+    with contextlib.redirect_stdout(io.StringIO()):
+        trainer = Trainer(Config(config_path, gpu=False))
+        trainer.loadData()
+        trainer.createNet()
+    trainer.interactive = False
+    return trainer
+
+
+def train_for_cpu_budget(trainer, budget):
+    """Run ``trainer``'s loop (as elektronn-train does) until ``budget`` CPU seconds are spent by this
+    process and its children, counted from now; returns the figure's training fields."""
+    step = trainer._trainStep
+    cpu_start = cpu_seconds(trainer)
+
+    def step_within_budget(plotter):
+        step(plotter)
+        if cpu_seconds(trainer) - cpu_start >= budget:
+            trainer.config.n_steps = trainer.state.step            # the loop ends after this step
+    trainer._trainStep = step_within_budget
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):
+        outcome = trainer.run()
+    status = [line for line in log.getvalue().splitlines() if 'NLLm=' in line]
+    return dict(steps=trainer.state.step, training_cpu_seconds=round(cpu_seconds(trainer) - cpu_start, 1),
+                cpu_budget_s=budget, cpu_seconds_before_training=round(cpu_start, 1),
+                training_seconds=round(trainer.state.t_passed, 1), outcome=outcome,
+                last_status=status[-1] if status else None)

@@ -31,7 +31,7 @@ ROOT = os.path.join(HERE, '..')
 EXAMPLE = os.path.join(ROOT, 'examples', 'isbi2012_config.py')
 SHARED = os.path.join(ROOT, '..', 'shared', 'data')
 sys.path.insert(0, HERE)
-from _pipeline_setup import cpu_seconds, emit  # noqa: E402
+from _pipeline_setup import emit, example_trainer, train_for_cpu_budget  # noqa: E402
 
 
 def dense_valid_error(trainer):
@@ -58,8 +58,6 @@ def main():
     p.add_argument('--threads', type=int, default=None, help='PyTorch threads (default: PyTorch\'s choice)')
     args = p.parse_args()
     import torch
-    from elektronn.training.config import Config
-    from elektronn.training.trainer import Trainer
     if args.threads:
         torch.set_num_threads(args.threads)
     if not os.path.exists(os.path.join(args.data, 'isbi2012_train.h5')):
@@ -67,39 +65,14 @@ def main():
     os.environ['ELEKTRONN_SHARED_DATA'] = os.path.abspath(args.data)
     workdir = os.path.abspath(args.workdir or tempfile.mkdtemp(prefix='elektronn-bench-isbi-'))
     os.makedirs(workdir, exist_ok=True)
-    config_path = os.path.join(workdir, 'bench_isbi_config.py')
-    with open(config_path, 'w') as f:
-        f.write(open(EXAMPLE).read() + '\n# --- benchmark overrides ---\n'
-                'save_path = %r\nmax_runtime = 10 ** 9\nplot_on = False\npreview_data_path = None\n'
-                % os.path.join(workdir, 'run', ''))
-    budget = 60.0 * args.cpu_minutes
     t_wall = time.time()
-    with contextlib.redirect_stdout(io.StringIO()):
-        trainer = Trainer(Config(config_path, gpu=False))
-        trainer.loadData()
-        trainer.createNet()
-    trainer.interactive = False
-    step = trainer._trainStep
-    cpu_start = cpu_seconds(trainer)
-
-    def step_within_budget(plotter):
-        step(plotter)
-        if cpu_seconds(trainer) - cpu_start >= budget:
-            trainer.config.n_steps = trainer.state.step            # the loop ends after this step
-    trainer._trainStep = step_within_budget
-    log = io.StringIO()
-    with contextlib.redirect_stdout(log):
-        outcome = trainer.run()
-    cpu_used = cpu_seconds(trainer) - cpu_start
-    status = [line for line in log.getvalue().splitlines() if 'NLLm=' in line]
+    trainer = example_trainer(EXAMPLE, os.path.join(workdir, 'bench_isbi_config.py'), os.path.join(workdir, 'run'))
+    training = train_for_cpu_budget(trainer, 60.0 * args.cpu_minutes)
     error, baseline, n_vox = dense_valid_error(trainer)
     c = trainer.config
     emit(figure='isbi2012_valid_pixel_error', valid_pixel_error=round(error, 4),
          all_background_error=round(baseline, 4), ratio_to_baseline=round(error / baseline, 3),
-         valid_voxels=n_vox, steps=trainer.state.step, training_cpu_seconds=round(cpu_used, 1),
-         cpu_seconds_before_training=round(cpu_start, 1), cpu_budget_s=budget,
-         training_seconds=round(trainer.state.t_passed, 1), wall_seconds=round(time.time() - t_wall, 1),
-         last_status=status[-1] if status else None, outcome=outcome, input=list(c.patch_size),
+         valid_voxels=n_vox, **training, wall_seconds=round(time.time() - t_wall, 1), input=list(c.patch_size),
          warp_on=c.warp_on, background_processes=c.background_processes, optimizer=c.optimizer,
          LR=c.SGD_params.get('LR'))
 
