@@ -149,3 +149,21 @@ def resumed_trainer(config_file, n_steps):
     t.interactive = False
     t.resume()
     return t
+
+
+def write_block_volume(folder):
+    """A tiny volume of 16 blocks with 1-voxel background gaps, ``raw.h5:raw`` (uint8, blocks bright) and
+    ``seg.h5:seg`` (int16 block IDs, 0 between them), (x, y, z) = (32, 32, 8), in ``folder`` (made)."""
+    import h5py
+    import numpy as np
+    rng = np.random.default_rng(0)
+    seg = np.zeros((32, 32, 8), np.int16)
+    for k, (x, y) in enumerate([(x, y) for x in range(0, 32, 8) for y in range(0, 32, 8)]):
+        seg[x:x + 7, y:y + 7] = k + 1
+    raw = np.where(seg > 0, 200, 40).astype(np.uint8) + rng.integers(0, 30, seg.shape).astype(np.uint8)
+    os.makedirs(folder)
+    with h5py.File(os.path.join(folder, 'raw.h5'), 'w') as f:
+        f['raw'] = raw
+    with h5py.File(os.path.join(folder, 'seg.h5'), 'w') as f:
+        f['seg'] = seg
+    return folder

@@ -4,14 +4,13 @@
 import inspect
 import os
 
-import h5py
 import numpy as np
 import pytest
 from matplotlib.image import imread
 
 from elektronn.utils import pickleLoad, pickleSave
 
-from pipeline_helpers import TINY_EM_RUN, make_trainer, quiet, write_config
+from pipeline_helpers import TINY_EM_RUN, make_trainer, quiet, write_block_volume, write_config
 
 
 def test_training_cnndata_is_the_module():
@@ -72,17 +71,7 @@ def test_preview_slice_from_train_data(tmp_path, em_folder, capsys):
 def test_malis_preview_slice_is_written_at_history_steps(tmp_path, capsys):
     from elektronn.training.config import Config
     from elektronn.training.trainer import Trainer
-    rng = np.random.default_rng(0)
-    seg = np.zeros((32, 32, 8), np.int16)
-    for k, (x, y) in enumerate([(x, y) for x in range(0, 32, 8) for y in range(0, 32, 8)]):
-        seg[x:x + 7, y:y + 7] = k + 1
-    raw = np.where(seg > 0, 200, 40).astype(np.uint8) + rng.integers(0, 30, seg.shape).astype(np.uint8)
-    folder = str(tmp_path / 'aff') + '/'
-    os.makedirs(folder)
-    with h5py.File(folder + 'raw.h5', 'w') as f:
-        f['raw'] = raw
-    with h5py.File(folder + 'seg.h5', 'w') as f:
-        f['seg'] = seg
+    folder = write_block_volume(str(tmp_path / 'aff') + '/')
     settings = dict(TINY_EM_RUN, save_name='m', data_path=folder, label_path=folder, target='malis',
                     d_files=[('raw.h5', 'raw')] * 2, l_files=[('seg.h5', 'seg')] * 2, filters=[[3, 3, 1], [3, 3, 3]],
                     pool=[[1, 1, 1], [1, 1, 1]], desired_input=[12, 12, 5], n_steps=8, history_freq=[4])

@@ -13,7 +13,7 @@ from elektronn.training.config import Config, ConfigError
 from elektronn.training.trainer import Trainer
 from elektronn.training.workers import WorkerError
 
-from pipeline_helpers import process_alive, write_config
+from pipeline_helpers import process_alive, write_block_volume, write_config
 
 #: A tiny 3D net: input (z, x, y) = (5, 21, 21), field of view (3, 7, 7), output (3, 8, 8) at stride (1, 2, 2).
 TINY_3D = dict(
@@ -153,17 +153,7 @@ def test_preview_slices_belong_to_their_raw_slices(tmp_path):
 def test_affinity_and_malis_training_end_to_end(tmp_path, target):
     """Segment ids -> affinity graphs in CNNData; netcreation builds 2 classes per edge (6 outputs); the
     trainer passes the MALIS segmentation as seg_gt; the loss falls on a tiny volume of blocks."""
-    rng = np.random.default_rng(0)
-    seg = np.zeros((32, 32, 8), np.int16)
-    for k, (x, y) in enumerate([(x, y) for x in range(0, 32, 8) for y in range(0, 32, 8)]):
-        seg[x:x + 7, y:y + 7] = k + 1                      # blocks with 1-voxel background gaps
-    raw = np.where(seg > 0, 200, 40).astype(np.uint8) + rng.integers(0, 30, seg.shape).astype(np.uint8)
-    folder = str(tmp_path / 'aff') + '/'
-    os.makedirs(folder)
-    with h5py.File(folder + 'raw.h5', 'w') as f:
-        f['raw'] = raw
-    with h5py.File(folder + 'seg.h5', 'w') as f:
-        f['seg'] = seg
+    folder = write_block_volume(str(tmp_path / 'aff') + '/')
     settings = dict(TINY_3D, data_path=folder, label_path=folder, target=target, d_files=[('raw.h5', 'raw')] * 2,
                     l_files=[('seg.h5', 'seg')] * 2, filters=[[3, 3, 1], [3, 3, 3]], pool=[[1, 1, 1], [1, 1, 1]],
                     desired_input=[12, 12, 5], warp_on=False, n_steps=60, history_freq=[20],

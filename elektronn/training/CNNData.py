@@ -984,7 +984,7 @@ def plotTrainingTarget(img, lab, stride=1, savename='training_target.png'):
     along both axes (the output stride of the net) and zero-padded, centred, to the image size; the
     overlay is ``0.75*img + 0.25*(1-lab)``. The figure is written to ``savename``, which is returned.
     """
-    from elektronn.training.plotting import _figure, _save
+    from elektronn.training.plotting import plot_panels
     img = np.asarray(img, dtype=np.float32)
     lab = np.asarray(lab, dtype=np.float32)
     if img.ndim != 2 or lab.ndim != 2:
@@ -1002,11 +1002,4 @@ def plotTrainingTarget(img, lab, stride=1, savename='training_target.png'):
         dst.append(slice(off, off + n) if i > l else slice(0, n))
     full[tuple(dst)] = lab[tuple(src)]
     lab = full
-    fig = _figure((15, 5))
-    for k, (title, arr) in enumerate((('data', img), ('label', lab), ('overlay', 0.75 * img + 0.25 * (1 - lab)))):
-        ax = fig.add_subplot(1, 3, k + 1)
-        ax.imshow(arr, cmap='gray', interpolation='nearest')
-        ax.set_title(title)
-        ax.set_axis_off()
-    _save(fig, savename)
-    return savename
+    return plot_panels((('data', img), ('label', lab), ('overlay', 0.75 * img + 0.25 * (1 - lab))), savename)

@@ -369,11 +369,16 @@ def plot_debug_batch(image, label, path):
     pad = [((i - l) // 2, i - l - (i - l) // 2) for i, l in zip(image.shape, label.shape)]
     if all(a >= 0 and b >= 0 for a, b in pad):
         label = np.pad(label, pad)
-    fig = _figure((15, 5))
     panels = (('data', image), ('label', label))
     if label.shape == image.shape:
         top = max(float(label.max()), 1e-6)
         panels += (('overlay', 0.75 * image + 0.25 * (1 - label / top)),)
+    return plot_panels(panels, path)
+
+
+def plot_panels(panels, path):
+    """Grey images side by side (at most three), each ``(title, 2D array)``, as a PNG at ``path``; returns it."""
+    fig = _figure((15, 5))
     for k, (title, arr) in enumerate(panels):
         ax = fig.add_subplot(1, 3, k + 1)
         ax.imshow(arr, cmap='gray', interpolation='nearest')
