@@ -268,3 +268,11 @@ def test_progress_bar_on_a_terminal_and_in_a_log():
         bar.update()
     lines = log.getvalue().splitlines()
     assert len(lines) == 2 and lines[0].startswith(' 10.0% [') and lines[1].startswith('100.0% [')  # first and last
+
+
+def test_nan_in_the_input_is_an_error_naming_it(tmp_path, net):
+    raw = np.random.rand(20, 20, 6).astype(np.float32)
+    raw[12, 3, 4] = np.nan
+    src = write_h5(tmp_path / 'raw.h5', 'raw', raw)
+    with pytest.raises(PredictionError, match=r'raw.h5:raw holds NaN/Inf values .*nan_to_num'):
+        predict_volume_h5(net, src, 'raw', str(tmp_path / 'out.h5'), show_progress=False)

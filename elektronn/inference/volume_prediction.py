@@ -166,6 +166,12 @@ class InputVolume:
             if not np.array_equal(local, np.arange(arr.shape[dim])):  # a mirrored border
                 arr = np.take(arr, local, axis=dim)
         out = arr.astype(np.float32)  # a fresh (z, ch, x, y) array
+        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(out).all():
+            bad = np.argwhere(~np.isfinite(out))[0]
+            raise PredictionError('%s holds NaN/Inf values (the first at (z, ch, x, y) = %s of the region from %s '
+                                  '(z, x, y) of the padded input); the network would predict garbage there: replace '
+                                  'them (e.g. numpy.nan_to_num) or leave that region out'
+                                  % (self.name, tuple(int(v) for v in bad), tuple(int(v) for v in start)))
         if self.scale != 1.0:
             out /= self.scale
         return out
