@@ -371,20 +371,29 @@ def reference_trajectory(folder, optimizer='SGD', **values):
     return _REFERENCES[key]
 
 
-def _reference_trajectory(folder, optimizer='SGD', **values):
+@contextlib.contextmanager
+def _in_process_trainer(cfg):
+    """A quiet, non-interactive Trainer of ``cfg`` (data and network made) with one PyTorch thread meanwhile."""
     import torch
     from elektronn.training.config import Config
     from elektronn.training.trainer import Trainer
-    cfg = write_train_config(folder, optimizer, step_log=False, plot_on=False, **values)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    t0 = time.monotonic()
     try:
         with quiet():
             trainer = Trainer(Config(cfg, init_device=False))
             trainer.loadData()
             trainer.createNet()
         trainer.interactive = False
+        yield trainer
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _reference_trajectory(folder, optimizer='SGD', **values):
+    cfg = write_train_config(folder, optimizer, step_log=False, plot_on=False, **values)
+    t0 = time.monotonic()
+    with _in_process_trainer(cfg) as trainer:
         cnn = trainer.cnn
         snaps = {trainer.state.step: layer_params(cnn._saveable_layers())}
         training_step = cnn.trainingStep
@@ -396,8 +405,6 @@ def _reference_trajectory(folder, optimizer='SGD', **values):
         cnn.trainingStep = recorded
         with quiet():
             outcome = trainer.run()
-    finally:
-        torch.set_num_threads(threads)
     if outcome != 'finished':
         raise RuntimeError('the reference run ended %r' % outcome)
     return dict(snaps=snaps, history=[int(r[0]) for r in trainer.history], seconds=time.monotonic() - t0,
@@ -1202,21 +1209,10 @@ def _data_offset(path, under=''):
 
 def _train_small_run(folder):
     """An in-process BlobData run of 30 steps with -LAST.param and -LAST.state.h5; returns its config."""
-    import torch
-    from elektronn.training.config import Config
-    from elektronn.training.trainer import Trainer
     cfg = write_train_config(folder, step_log=False, plot_on=False, n_steps=30, history_freq=[10])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with _in_process_trainer(cfg) as t:
         with quiet():
-            t = Trainer(Config(cfg, init_device=False))
-            t.loadData()
-            t.createNet()
-            t.interactive = False
             t.run()
-    finally:
-        torch.set_num_threads(threads)
     return cfg, t
 
 

@@ -184,11 +184,6 @@ _POSITIVE = _number(0, low_open=True)
 _FRACTION = _number(0, 1, high_open=True)
 
 
-def _flag(v):
-    if isinstance(v, (bool, np.bool_)) or (_is_int(v) and v in (0, 1)):
-        return v
-    raise _Invalid('must be True or False')
-
 
 def _int_or_shape(rule):
     """A positive int, or a 2/3-tuple of positive ints (returned as a list)."""
@@ -540,7 +535,7 @@ MASTER_PARAMS = (
        'CG: line searches per batch, Armijo constant, step shrink factor, largest and smallest step.',
        _settings(dict(n_steps=_int(1), alpha=_number(0, 1, low_open=True, high_open=True),
                       beta=_number(0, 1, low_open=True, high_open=True), max_step=_POSITIVE, min_step=_POSITIVE,
-                      only_descent=_flag, show=_flag))),
+                      only_descent=_bool, show=_bool))),
     _p('LBFGS_params', dict(maxfun=40, maxiter=4, m=10, factr=1e2, pgtol=1e-9, iprint=-1), _S_HYPER, '$',
        'L-BFGS (scipy): function evaluations, iterations, memory, tolerances, verbosity.',
        _settings(dict(maxfun=_int(1), maxiter=_int(1), m=_int(1), factr=_POSITIVE, pgtol=_POSITIVE,

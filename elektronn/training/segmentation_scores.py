@@ -18,7 +18,9 @@ The scores are averaged over the validation cubes (weighted by their labelled vo
 voxels that are both predicted (inside the network's offset) and labelled (labels may be smaller
 than the raw cube, centred in it).
 """
+import contextlib
 import dataclasses
+import io
 import time
 
 import numpy as np
@@ -121,8 +123,6 @@ class ValidSegmentationScorer:
             A dict with :data:`SCORE_NAMES`, ``segments`` and ``seconds`` (the whole evaluation).
         """
         from elektronn.evaluation import segmentation_scores
-        import contextlib
-        import io
         t0 = time.time()
         totals, weight, segments = dict.fromkeys(SCORE_NAMES, 0.0), 0, 0
         for raw, labels in cubes:

@@ -94,9 +94,7 @@ def _damaged_state(path):
         yield
     except (StateFileError, FileNotFoundError):
         raise
-    except (OSError, KeyError, TypeError, ValueError, json.JSONDecodeError) as e:
-        if isinstance(e, ValueError) and str(e).startswith(path):
-            raise  # our own message about the file
+    except (OSError, KeyError, TypeError, ValueError) as e:  # json.JSONDecodeError is a ValueError
         raise StateFileError('the resume state %s is damaged or incomplete (%s: %s); start afresh from a parameter '
                              'file of the run (param_file = ...)' % (path, type(e).__name__, e)) from None
 
@@ -345,6 +343,11 @@ class Trainer:
         from elektronn.training.segmentation_scores import ValidSegmentationScorer
         return ValidSegmentationScorer(c.valid_segmentation_metrics, c.target, c.dimensions.offset)
 
+    @property
+    def _segmentation_rows(self):
+        """The segmentation scores for the history files and plots, or ``None`` when they are not computed."""
+        return self.segmentation if self.seg_scorer is not None else None
+
     def _score_segmentation(self, step):
         """Predict, segment and score the validation cubes; one row of :attr:`segmentation`."""
         from elektronn.training.segmentation_scores import SCORE_NAMES
@@ -469,7 +472,8 @@ class Trainer:
         pred = self.cnn.predictDense(raw_img)
         offset = self.config.dimensions.offset
         z_off = int(offset[0]) if len(offset) == 3 else 0
-        previews.write_preview_slices(pred, raw_img, self.config.prepare_save_dir(), self.config.save_name, block_name, number,
+        previews.write_preview_slices(pred, raw_img, self.config.prepare_save_dir(), self.config.save_name,
+                                      block_name, number,
                                       export_class, z_thick, z_off, write_raw=not self.saved_raw_preview)
 
     def previewSlice(self, number=0, export_class='all', max_z_pred=5):
@@ -548,7 +552,7 @@ class Trainer:
         plotting.saveHist(self.timeline, self.history, self.CG_timeline, self.errors, self.config.save_name,
                           self.save_path)
         runlog.write_history_csv(self._file('.history.csv'), self.history, self.errors,
-                                 segmentation=self.segmentation if self.seg_scorer is not None else None)
+                                 segmentation=self._segmentation_rows)
 
     def _lrs(self):
         lrs = {}
@@ -637,10 +641,10 @@ class Trainer:
                                  'from a parameter file of the run (param_file = ...)' % (path, e)) from None
         with f, _damaged_state(path):
             if f.attrs.get('format') != STATE_FORMAT:
-                raise ValueError('%s is not an ELEKTRONN training state' % path)
+                raise StateFileError('%s is not an ELEKTRONN training state' % path)
             if int(f.attrs.get('format_version', 0)) > STATE_VERSION:
-                raise ValueError('%s was written by a newer ELEKTRONN (state version %s)'
-                                 % (path, f.attrs.get('format_version')))
+                raise StateFileError('%s was written by a newer ELEKTRONN (state version %s)'
+                                     % (path, f.attrs.get('format_version')))
             if 'content_sha256' in f.attrs and f.attrs['content_sha256'] != _state_digest(f):
                 raise StateFileError('the resume state %s is damaged: its content does not match its checksum; start '
                                      'afresh from a parameter file of the run (param_file = ...)' % path)
@@ -952,7 +956,7 @@ class Trainer:
         self._saveLast()
         if plotter is not None and i > 30:
             plotter.submit(self.timeline, self.history, self.CG_timeline, self.errors, c.save_name, self.save_path,
-                           segmentation=self.segmentation if self.seg_scorer is not None else None)
+                           segmentation=self._segmentation_rows)
         if c.print_status:
             print(self._status())
 
@@ -1139,7 +1143,7 @@ class Trainer:
         if c.plot_on and self.timeline and self.dist.is_main:
             plotting.plotInfo(self.timeline, self.history, self.CG_timeline, self.errors, c.save_name,
                               self.save_path, save_history=False,
-                              segmentation=self.segmentation if self.seg_scorer is not None else None)
+                              segmentation=self._segmentation_rows)
         print('End of Training')
         print('#' * 60 + '\n' + '#' * 60 + '\n')
 
