@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 
+from elektronn import log
+
 # Files made with mkstemp are private (0600); give the finished file the mode a plain open() would.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -209,6 +211,8 @@ class ProgressBar:
             self.steps, self.total, self.step_name, step_rate, _si(rate, self.work_name), _clock(elapsed), eta)
 
     def _show(self, now):
+        if not log.shows():
+            return  # the log level hides INFO (progress is INFO)
         out = self._out()
         if self.tty:
             text = self.line(now)
@@ -220,7 +224,7 @@ class ProgressBar:
 
     def close(self):
         """End the line on a terminal (after an interruption the bar is left where it stopped)."""
-        if self.tty and self.steps < self.total:
+        if self.tty and self.steps < self.total and log.shows():
             self._out().write('\n')
             self._out().flush()
 
@@ -343,7 +347,7 @@ def timeit(foo, n=1):
         ret = foo(*args, **kwargs)
         t = (time.time() - t0) / max(n, 1)
         name = getattr(foo, '__name__', None)
-        print('Function %stook %.5f s averaged over %i execs' % ('<%s> ' % name if name else '', t, n))
+        log.logger.info('Function %stook %.5f s averaged over %i execs' % ('<%s> ' % name if name else '', t, n))
         return ret
 
     return decorated

@@ -1,7 +1,7 @@
 """The text records of a run: a log of everything printed, and a history file for people and scripts.
 
 * :class:`TeeOutput` copies ``sys.stdout``/``sys.stderr`` into ``<save_name>.log`` in the save
-  directory. Output printed before the save directory exists (config and data messages) is kept and
+  directory, and adds the messages that the log level keeps off the console (the file gets them all). Output printed before the save directory exists (config and data messages) is kept and
   written when the log file is attached.
 * :func:`write_history_csv` writes ``<save_name>.history.csv``: one row per history step with
   named columns (rewritten atomically at every history step).
@@ -12,6 +12,7 @@ import io
 import math
 import sys
 
+from elektronn import log
 from elektronn.utils import atomic_write
 
 __all__ = ['TeeOutput', 'active_tee', 'write_history_csv', 'HISTORY_COLUMNS']
@@ -74,6 +75,7 @@ class TeeOutput:
         self._file = None
         self.path = None
         self._saved = None
+        self._stop_capture = None
 
     def start(self):
         """Begin copying; returns ``self``."""
@@ -82,6 +84,7 @@ class TeeOutput:
             self._saved = (sys.stdout, sys.stderr)
             sys.stdout = _TeeStream(sys.stdout, self)
             sys.stderr = _TeeStream(sys.stderr, self)
+            self._stop_capture = log.capture_unshown(self.log)
             _active = self
         return self
 
@@ -125,6 +128,7 @@ class TeeOutput:
         if self._saved is not None:
             sys.stdout, sys.stderr = self._saved
             self._saved = None
+            self._stop_capture()
         if _active is self:
             _active = None
         if self._file is not None:
