@@ -60,9 +60,16 @@ def menu_text(save_name):
             '    Anything else is Python with self, cnn, data, config, batch in scope\n' % save_name)
 
 
+def _say(text, stream=None):
+    """Write one reply of the console (shown whatever the log level: the user asked for it)."""
+    stream = sys.stdout if stream is None else stream
+    stream.write(text + '\n')
+    stream.flush()
+
+
 def pprintmenu(save_name):
     """Print the console menu (the original's ``trainutils.pprintmenu``)."""
-    print(menu_text(save_name))
+    _say(menu_text(save_name))
 
 
 def userInput(cnn, history_freq):
@@ -177,13 +184,19 @@ class Console:
     Args:
         trainer: The trainer (``cnn``, ``data``, ``config``, ``save_path``).
         input_func: Reads one line given a prompt (default ``input``); tests pass their own.
+        output: Stream of the console's replies (default: ``sys.stdout`` at each reply). They are shown
+            whatever the log level (the user asked for them) and copied into the run's log file.
     """
 
-    def __init__(self, trainer, input_func=None):
+    def __init__(self, trainer, input_func=None, output=None):
         self.trainer = trainer
         self.input_func = input_func or input
+        self.output = output
         self._readline = _Readline() if input_func is None else None
         self.prompt = '%s@ELEKTRONN: ' % _user()
+
+    def _say(self, text):
+        _say(text, self.output)
 
     # -- one command ------------------------------------------------------------------------------
     def _path(self, words, default='CNN.save'):
@@ -207,25 +220,25 @@ class Console:
         trainer = self.trainer
         cnn, config = trainer.cnn, trainer.config
         if cmd == 'q' and len(words) == 1:
-            print('Continuing Training')
+            self._say('Continuing Training')
             return 'q'
         if cmd in ('abort', 'kill') and len(words) == 1:
             return cmd
         if cmd == 'help' and len(words) == 1:
-            print(menu_text(config.save_name))
+            self._say(menu_text(config.save_name))
         elif cmd == 'save' and len(words) <= 2:
             path = self._path(words)
             cnn.saveParameters(path)
-            print('Saving done: %s' % path)
+            self._say('Saving done: %s' % path)
         elif cmd == 'load' and len(words) <= 2:
             path = self._path(words)
             cnn.loadParameters(path)
-            print('Loaded! %s' % path)
+            self._say('Loaded! %s' % path)
         elif cmd == 'sf' and len(words) == 1:
             from elektronn.training.plotting import plot_filters
-            print('Filters plotted to %s' % plot_filters(cnn, self._file('filters_layer0.png')))
+            self._say('Filters plotted to %s' % plot_filters(cnn, self._file('filters_layer0.png')))
         elif cmd == 'smooth' and len(words) == 1:
-            print('Filter smoothing is not implemented')
+            self._say('Filter smoothing is not implemented')
         elif cmd in ('sethist', 'setlr', 'setmom') and len(words) <= 2:
             self._set(cmd, words[1] if len(words) == 2 else '')
         elif cmd == 'params' and len(words) == 1:
@@ -240,41 +253,41 @@ class Console:
         trainer = self.trainer
         if cmd == 'sethist':
             if not arg.isdigit():
-                print('sethist needs a whole number of steps (0 disables history steps), got %r' % arg)
+                self._say('sethist needs a whole number of steps (0 disables history steps), got %r' % arg)
                 return
             trainer.config.history_freq[0] = int(arg)
-            print('history_freq set to %i' % int(arg))
+            self._say('history_freq set to %i' % int(arg))
             return
         try:
             value = float(arg)
         except ValueError:
-            print('%s needs a number, got %r' % (cmd, arg))
+            self._say('%s needs a number, got %r' % (cmd, arg))
             return
         if cmd == 'setlr':
             trainer.cnn.setLR(value, mode=trainer.config.optimizer)
-            print('LR of %s set to %g' % (trainer.config.optimizer, value))
+            self._say('LR of %s set to %g' % (trainer.config.optimizer, value))
         else:
             trainer.cnn.setSGDMomentum(value)
-            print('SGD momentum set to %g' % value)
+            self._say('SGD momentum set to %g' % value)
 
     def _params(self):
         for k, p in enumerate(self.trainer.cnn.params):
             a = p.detach().cpu().numpy()
-            print('param %2i shape=%-18s mean(abs)=%.6e std=%.6e median(abs)=%.6e'
+            self._say('param %2i shape=%-18s mean(abs)=%.6e std=%.6e median(abs)=%.6e'
                   % (k, tuple(a.shape), np.mean(np.abs(a)), np.std(a), np.median(np.abs(a))))
 
     def _switch_optimizer(self, name):
         from elektronn.net.optimizers import OPTIMIZERS
         if name not in OPTIMIZERS:
-            print('Optimiser %s is not available in this version (available: %s)' % (name, ', '.join(OPTIMIZERS)))
+            self._say('Optimiser %s is not available in this version (available: %s)' % (name, ', '.join(OPTIMIZERS)))
             return
         try:
             distributed.check_optimizer(name, self.trainer.dist)
         except ValueError as e:
-            print('Optimiser not changed: %s' % e)
+            self._say('Optimiser not changed: %s' % e)
             return
         self.trainer.config.optimizer = name
-        print('Changing Training mode to %s (compiled at the next step)' % name)
+        self._say('Changing Training mode to %s (compiled at the next step)' % name)
 
     def _python(self, line, namespace):
         line = py2_print(line)
@@ -286,7 +299,7 @@ class Console:
             if is_expression:
                 value = eval(code, namespace)
                 if value is not None:
-                    print(repr(value))
+                    self._say(repr(value))
             else:
                 exec(compile(line, '<console>', 'exec'), namespace)
         except Exception:
@@ -302,8 +315,8 @@ class Console:
         """
         from elektronn.training.runlog import active_tee
         if status:
-            print(status)
-        print(menu_text(self.trainer.config.save_name))
+            self._say(status)
+        self._say(menu_text(self.trainer.config.save_name))
         if self._readline is not None:
             self._readline.activate(namespace)
         try:
@@ -311,10 +324,10 @@ class Console:
                 try:
                     line = self.input_func(self.prompt)
                 except KeyboardInterrupt:
-                    print('\n(ctrl+c) type q to continue training, abort to stop, help for the menu')
+                    self._say('\n(ctrl+c) type q to continue training, abort to stop, help for the menu')
                     continue
                 except EOFError:
-                    print('\nEnd of input: continuing training')
+                    self._say('\nEnd of input: continuing training')
                     return 'q'
                 tee = active_tee()
                 if tee is not None:
@@ -322,7 +335,7 @@ class Console:
                 try:
                     action = self.execute(line, namespace)
                 except KeyboardInterrupt:
-                    print('\n(ctrl+c) command interrupted')
+                    self._say('\n(ctrl+c) command interrupted')
                     continue
                 except Exception:
                     traceback.print_exc()

@@ -1,0 +1,23 @@
+"""The console recipe of the original's examples page, typed verbatim into a terminal."""
+from test_cli import PtyRun, _config, _env
+
+
+def test_examples_page_recipe_print_testmodel_typed_verbatim(tmp_path):
+    # examples.rst: "Stop the training using ctrl+c:  >>> print self.testModel('test')  ->  (<NLL>, <Errors>)"
+    r = PtyRun([_config(tmp_path), '--gpu=false'], str(tmp_path), _env(tmp_path))
+    try:
+        r.expect(r'00020 NLLm=')
+        r.send('\x03')
+        r.expect(r'@ELEKTRONN: ')
+        r.send("print self.testModel('test')\r")
+        m = r.expect(r'\((\S+), (\S+)\)\r?\n')
+        nll, error = float(m.group(1)), float(m.group(2))
+        assert nll > 0 and 0 <= error <= 1
+        r.expect(r'@ELEKTRONN: ')
+        r.send('kill\r')
+        r.expect(r'Killed: stopping without saving')
+        assert r.wait() == 0
+    finally:
+        r.close()
+    assert 'SyntaxError' not in r.out and 'Traceback' not in r.out
+
