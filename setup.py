@@ -43,8 +43,11 @@ setup(
                       'nvidia-ml-py'],
     extras_require={
         # ome-zarr-models: the tests validate the OME-Zarr metadata of outputs against the NGFF models;
-        # hypothesis: property-based tests of the config validator
-        'test': ['pytest>=7', 'ome-zarr-models>=0.1', 'hypothesis>=6'],
+        # hypothesis: property-based tests of the config validator; tensorboard: the tests read back
+        # the records of the config key tensorboard = True
+        'test': ['pytest>=7', 'ome-zarr-models>=0.1', 'hypothesis>=6', 'tensorboard>=2.10'],
+        # torch.utils.tensorboard writes event files only with the tensorboard package
+        'tensorboard': ['tensorboard>=2.10'],
         'docs': ['sphinx>=7'],
     },
     entry_points={'console_scripts': [
