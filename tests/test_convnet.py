@@ -1,5 +1,7 @@
 """MixedConvNN: printouts, layouts, the compiled callables, errors, dropout and parameter files."""
 import re
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -7,6 +9,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+import elektronn
+from elektronn.net import convnet, net_builder, net_inputs, net_io, training_step
 from elektronn.net.convnet import MixedConvNN
 
 MNIST_EXPECTED = """------------------------------------------------------------
@@ -74,6 +78,53 @@ def test_mnist_printout_matches_examples_page(capsys):
     assert out.startswith(MNIST_EXPECTED)
     assert cnn.param_count == 338410
     assert cnn.TotalForwardPassCost == 43837200
+
+
+def test_import_line_is_printed_once():
+    code = 'import elektronn.net.convnet; import elektronn.net.convnet; from elektronn.net import MixedConvNN'
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
+    assert out == 'Load ELEKTRONN Core\n'
+
+
+def test_printouts_follow_the_log_level(capsys):
+    with elektronn.use_log_level('WARNING'):
+        cnn = mnist_cnn()
+        cnn.compileOutputFunctions()
+        cnn.paramstats()
+    assert capsys.readouterr().out == ''
+    cnn.actstats(np.zeros((1, 1, 26, 26), np.float32))
+    assert capsys.readouterr().out.startswith('Activation statistics\nshape=(1, 16, 12, 12),')
+
+
+def test_risky_settings_warn_instead_of_printing(capsys):
+    rnn = MixedConvNN(3, input_depth=6, recurrent=True)
+    with pytest.warns(UserWarning, match=r'linear activation in recurrent layer with fanout-5! Is this the output'):
+        rnn.addRecurrentLayer(n_hid=5, activation_func='linear')
+    cnn = small_mlp()
+    cnn.addPerceptronLayer(2, add_in_output_layers=True)
+    with pytest.warns(UserWarning, match=r'only applies to the LAST layer in self.layers \(and ignores elements'):
+        cnn.compileOutputFunctions()
+    out = capsys.readouterr().out
+    assert 'RecurrentLayer( #Inputs = 3 #Hidden =  5 )' in out and 'Warning' not in out
+
+
+def test_one_class_composed_of_one_mixin_per_job():
+    jobs = {net_builder.NetBuilderMixin: ('addConvLayer', 'addPerceptronLayer', 'addRecurrentLayer',
+                                          'addTiedAutoencoderChain', '__repr__'),
+            net_inputs.NetInputsMixin: ('_to_input', '_to_labels', '_prepare', '_stage_batch'),
+            training_step.TrainingStepMixin: ('compileOutputFunctions', 'trainingStep', 'setOptimizerParams',
+                                              'get_error', 'get_loss', 'class_probabilities', 'setDropoutRates'),
+            net_io.NetIOMixin: ('saveParameters', 'loadParameters', 'compileDebugFunctions', 'gradstats',
+                                'get_activities')}
+    for mixin, names in jobs.items():
+        assert issubclass(MixedConvNN, mixin)
+        for name in names:
+            assert getattr(MixedConvNN, name) is vars(mixin)[name], name
+    # the names that lived in convnet before the split still do
+    assert convnet._host_to_device is net_inputs._host_to_device
+    assert convnet._StagedBatch is net_inputs._StagedBatch
+    assert convnet.MODES == training_step.MODES and convnet.TARGETS == training_step.TARGETS
+    assert repr(small_mlp()).startswith('MixedConvNN(input_shape=(None, 6), 2 layers)')
 
 
 def test_3d_layout_printout_and_probabilities(capsys):
