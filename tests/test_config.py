@@ -141,6 +141,7 @@ def test_bad_types_name_parameter_and_rule(tmp_path, key, value, rule):
     (dict(data_class_name=None, mode='vect-scalar', filters=[], pool=[], nof_filters=[]),
      "'data_class_name' is needed in mode 'vect-scalar'"),
 ])
+@pytest.mark.filterwarnings('ignore:the following important config variables')  # (no data files: expected)
 def test_inconsistent_settings_name_the_rule(tmp_path, values, rule):
     with pytest.raises(ConfigError, match=r'cfg\.py: parameter ' + rule):
         make(tmp_path, **values)
@@ -180,15 +181,16 @@ def test_file_errors_name_file_and_line(tmp_path):
         Config(path, init_device=False)
 
 
-def test_missing_mandatory_names_only_warn(tmp_path, capsys):
+def test_missing_mandatory_names_only_warn(tmp_path):
     path = tmp_path / 'min.py'
     path.write_text("save_path = %r\ndata_class_name = %r\nmode = 'vect-scalar'\nMLP_layers = [5]\n"
                     % (str(tmp_path / 'r') + '/', BLOB_CNN['data_class_name']))
-    c = Config(str(path), init_device=False)
-    out = capsys.readouterr().out
-    assert 'WARNING: the following important config variables are not set' in out
+    with pytest.warns(UserWarning, match='the following important config variables are not set') as record:
+        c = Config(str(path), init_device=False)
+    message = str(record[0].message)
     for name in ('SGD_params', 'batch_size', 'n_steps', 'save_name'):
-        assert repr(name) in out
+        assert repr(name) in message
+    assert record[0].filename == __file__  # it points at the Config(...) call
     assert c.dimensions is None and c.patch_size is None
 
 
