@@ -265,3 +265,48 @@ def test_unknown_data_class_name_suggests(tmp_path):
                init_device=False)
     with pytest.raises(ConfigError, match="defines no 'BlobDat' \\(did you mean 'BlobData'\\?\\)"):
         Trainer(c).loadData()
+
+
+def test_every_method_of_the_original_is_a_method_of_trainer_and_the_state_names_import_from_here():
+    """Trainer is one class whose methods live in modules by job; its module still exports the state's names."""
+    from elektronn.training import trainer, trainer_state
+    for name in ('loadData', 'createNet', 'debugGetCNNBatch', 'testModel', 'predictAndWrite', 'previewSlice',
+                 'previewSliceFromTrainData', 'malisPreviewSlice', 'saveHistories', 'saveState', 'resume', 'reset',
+                 'run'):
+        assert callable(getattr(Trainer, name)), name
+    assert trainer.StateFileError is trainer_state.StateFileError and issubclass(trainer.StateFileError, ValueError)
+    assert (trainer.STATE_FORMAT, trainer.STATE_VERSION) == (trainer_state.STATE_FORMAT, trainer_state.STATE_VERSION)
+
+
+def test_status_lines_follow_the_log_level_and_the_run_log_keeps_them(tmp_path, capsys):
+    from elektronn.log import use_log_level
+    t = trainer(tmp_path, n_steps=25)
+    capsys.readouterr()
+    with use_log_level('WARNING'):
+        assert t.run() == 'finished'
+    assert 'NLLm=' not in capsys.readouterr().out
+    log = open(os.path.join(t.save_path, 'blob.log')).read()
+    assert '00020 NLLm=' in log and 'End of Training' in log
+
+
+def test_a_failing_preview_warns_and_training_goes_on(tmp_path):
+    t = trainer(tmp_path, n_steps=5, history_freq=[0], initial_prev_h=0)
+    t.preview_data = ['a preview cube']
+
+    def fail(**kwargs):
+        raise ValueError('unreadable preview')
+    t.previewSlice = fail
+    with pytest.warns(UserWarning, match=r'Preview predictions failed \(ValueError: unreadable preview\)'):
+        assert t.run() == 'finished'
+    assert t.state.step == 5
+
+
+def test_segmentation_scores_without_validation_cubes_warn(tmp_path, em_folder):
+    from pipeline_helpers import TINY_EM_RUN
+    c = Config(write_config(tmp_path, base=TINY_EM_RUN, data_path=em_folder, label_path=em_folder, valid_cubes=[],
+                            valid_segmentation_metrics=True), init_device=False)
+    t = Trainer(c)
+    t.loadData()
+    with pytest.warns(UserWarning, match='valid_segmentation_metrics is set but the data have no validation cubes'):
+        t.createNet()
+    assert t.seg_scorer is None
