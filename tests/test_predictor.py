@@ -148,15 +148,17 @@ def test_an_incomplete_newest_file_is_skipped_with_a_warning(run, tmp_path, caps
     end = os.path.join(folder, 'tiny_end.param')
     with open(end, 'r+b') as f:  # truncated (e.g. a full disk)
         f.truncate(os.path.getsize(end) // 2)
-    assert newest_params(folder, 'tiny') == folder + 'tiny-LAST.param'
+    with pytest.warns(UserWarning, match='skipping %s: not a complete parameter file' % re.escape(end)):
+        assert newest_params(folder, 'tiny') == folder + 'tiny-LAST.param'
     out = capsys.readouterr().out
-    assert 'WARNING: skipping %s: not a complete parameter file' % end in out
     assert 'Using parameters %stiny-LAST.param (newest of: tiny_end.param, tiny-LAST.param)' % folder in out
     # none complete: the error names them
     os.remove(os.path.join(folder, 'tiny-LAST.param'))
-    with pytest.raises(FileNotFoundError, match=r'no complete parameter file in the save directory .*copy/ \(looked for '
-                                                r'tiny_end.param, tiny-LAST.param and tiny-<hours>h.param; unreadable: '
-                                                r'tiny_end.param \(.*\)\); has the run saved parameters yet\?'):
+    with pytest.warns(UserWarning, match='skipping'), \
+            pytest.raises(FileNotFoundError, match=r'no complete parameter file in the save directory .*copy/ \(looked '
+                                                   r'for tiny_end.param, tiny-LAST.param and tiny-<hours>h.param; '
+                                                   r'unreadable: tiny_end.param \(.*\)\); has the run saved '
+                                                   r'parameters yet\?'):
         quiet(newest_params, folder, 'tiny')
 
 

@@ -2,29 +2,35 @@
 
 Usage::
 
-    elektronn-convert-params old.param [new.h5] [--force]
+    elektronn-convert-params old.param [new.h5] [--force] [--quiet | --verbose]
 
 The old file (consecutive pickle records, as the original's ``saveParameters`` wrote them) is read
 through the restricted reader of :mod:`elektronn.net.legacy`, which refuses files that would run
 code; filters are converted to this package's layouts. ``cnn.loadParameters`` reads either file.
 """
 import argparse
+import logging
 import os
 import sys
 
+from elektronn.cli._common import add_verbosity_arguments, error, verbosity
 from elektronn.net import legacy, params
 
 __all__ = ['main']
 
+logger = logging.getLogger('elektronn.cli.convert_params')  # not __name__: that is '__main__' under python -m
+PROG = 'elektronn-convert-params'
+
 
 def _parser():
     parser = argparse.ArgumentParser(
-        prog='elektronn-convert-params',
+        prog=PROG,
         description='Convert an ELEKTRONN 1.x parameter file (.param, CNN.save) into the safe HDF5 parameter '
                     'format of this version.')
     parser.add_argument('input', help='the ELEKTRONN 1.x parameter file')
     parser.add_argument('output', nargs='?', help='the HDF5 file to write (default: the input name with .h5)')
     parser.add_argument('--force', action='store_true', help='overwrite an existing output file')
+    add_verbosity_arguments(parser)
     return parser
 
 
@@ -38,24 +44,28 @@ def main(argv=None):
         parser.error('%r exists; use --force to overwrite it' % output)
     if not os.path.isfile(args.input):
         parser.error('%r does not exist' % args.input)
+    with verbosity(PROG, args):
+        return _convert(args.input, output)
+
+
+def _convert(input_path, output):
     try:
-        layers, poolings = legacy.read_legacy_param_file(args.input)
+        layers, poolings = legacy.read_legacy_param_file(input_path)
     except ValueError as e:
-        print('elektronn-convert-params: error: %s' % e, file=sys.stderr)
+        error(PROG, e)
         return 1
     marked = [i for i, entry in enumerate(layers) if legacy.FLATTEN_ORDER_KEY in entry]
     if marked:
-        print('elektronn-convert-params: error: layer(s) %s of %r are perceptron layers after a 3D conv layer; their '
-              'weights depend on the conv output shape, which the file does not record. Load the file directly with '
-              'cnn.loadParameters(%r) and save it with cnn.saveParameters(...).' % (marked, args.input, args.input),
-              file=sys.stderr)
+        error(PROG, 'layer(s) %s of %r are perceptron layers after a 3D conv layer; their weights depend on the conv '
+                    'output shape, which the file does not record. Load the file directly with cnn.loadParameters(%r) '
+                    'and save it with cnn.saveParameters(...).' % (marked, input_path, input_path))
         return 1
     params.save_parameter_entries(output, layers, poolings)
     for i, entry in enumerate(layers):
         shapes = ', '.join('%s %s' % (name, tuple(value.shape)) for name, value in entry.items() if name != 'type')
-        print('layer %i: %s: %s' % (i, entry['type'], shapes))
-    print('poolings: %s' % (poolings,))
-    print('wrote %s' % output)
+        logger.info('layer %i: %s: %s', i, entry['type'], shapes)
+    logger.info('poolings: %s', poolings)
+    logger.info('wrote %s', output)
     return 0
 
 

@@ -3,21 +3,26 @@
 Usage::
 
     elektronn-evaluate SEG GT [--boundary PROB [--channel C]] [--gt-boundary] [--2d]
-                       [--json OUT.json] [--png OUT.png [--raw RAW]] [--worst N]
+                       [--json OUT.json] [--png OUT.png [--raw RAW]] [--worst N] [--quiet | --verbose]
 
 SEG, GT, PROB and RAW are ``file.h5:key`` or ``store.zarr:key`` specs. See
 ``elektronn-evaluate --help`` and :mod:`elektronn.evaluation`.
 """
 import argparse
 import json
+import logging
 import os
 import sys
 
 import numpy as np
 
+from elektronn.cli._common import add_verbosity_arguments, error, note, verbosity
 from elektronn.utils import atomic_write
 
 __all__ = ['main']
+
+logger = logging.getLogger('elektronn.cli.evaluate')  # not __name__: that is '__main__' under python -m
+PROG = 'elektronn-evaluate'
 
 _EPILOG = """\
 metrics (voxels with GT label 0 are not scored; SEG label 0 is an ordinary segment):
@@ -52,7 +57,7 @@ examples:
 
 def _parser():
     p = argparse.ArgumentParser(
-        prog='elektronn-evaluate', formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
+        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
         description='Score a segmentation against a ground truth: Rand error (V_rand and its split and merge parts), '
                     'variation of information, the worst splits and merges, and the pixel scores of a boundary '
                     'probability map.')
@@ -68,6 +73,7 @@ def _parser():
     p.add_argument('--png', metavar='OUT.png', help='draw a few sections with the worst splits and merges')
     p.add_argument('--raw', metavar='RAW', help='raw EM volume for the --png figure')
     p.add_argument('--worst', type=int, default=5, metavar='N', help='worst splits and merges to list (default 5)')
+    add_verbosity_arguments(p)
     return p
 
 
@@ -175,11 +181,11 @@ def _run(args):
     if args.worst < 1:
         raise ValueError('--worst must be a positive number, got %i' % args.worst)
     if args.raw and not args.png:
-        print('elektronn-evaluate: note: --raw is only drawn in the --png figure; not reading it', file=sys.stderr)
+        note(PROG, '--raw is only drawn in the --png figure; not reading it')
         args.raw = None
     if args.boundary and not args.gt_boundary:
-        print('elektronn-evaluate: note: boundary pixel scores need a 0/1 membrane ground truth (--gt-boundary); '
-              'PROB is %s' % ('only drawn in the figure' if args.png else 'not used'), file=sys.stderr)
+        note(PROG, 'boundary pixel scores need a 0/1 membrane ground truth (--gt-boundary); PROB is %s'
+             % ('only drawn in the figure' if args.png else 'not used'))
         if not args.png:
             args.boundary = None
     inputs = _Inputs(args)
@@ -198,19 +204,20 @@ def _run(args):
                            n_worst=args.worst)
     except NothingToScore as e:
         raise ValueError('%s: %s' % (inputs.name('GT'), e)) from None
-    print('elektronn-evaluate: %s against %s' % (args.seg, args.gt))
-    print(format_table(results))
+    # the scores are the command's report, not data for scripts (those read --json): INFO, hidden by --quiet
+    logger.info('%s: %s against %s', PROG, args.seg, args.gt)
+    logger.info('%s', format_table(results))
     if args.json:
         record = dict(inputs=dict(seg=args.seg, gt=args.gt, gt_boundary=args.gt_boundary, boundary=args.boundary,
                                   channel=inputs.channel, two_d=args.two_d), **results)
         with atomic_write(args.json, 'w') as f:
             json.dump(record, f, indent=1, default=_json_value)
-        print('results written to %s' % args.json)
+        logger.info('results written to %s', args.json)
     if args.png:
         from elektronn.evaluation.figures import plot_evaluation, save_figure
         fig = plot_evaluation(seg, gt, results, raw=inputs.arrays.get('RAW'), boundary=prob)
         save_figure(fig, args.png)
-        print('figure written to %s' % args.png)
+        logger.info('figure written to %s', args.png)
     return 0
 
 
@@ -218,11 +225,12 @@ def main(argv=None):
     """Run ``elektronn-evaluate``; returns the exit status (0 done, 2 bad input or arguments)."""
     from elektronn.volumes import VolumeError
     args = _parser().parse_args(argv)
-    try:
-        return _run(args)
-    except (VolumeError, ValueError, OSError) as e:
-        print('elektronn-evaluate: error: %s' % e, file=sys.stderr)
-        return 2
+    with verbosity(PROG, args):
+        try:
+            return _run(args)
+        except (VolumeError, ValueError, OSError) as e:
+            error(PROG, e)
+            return 2
 
 
 if __name__ == '__main__':

@@ -5,16 +5,19 @@ Usage::
     elektronn-predict <save dir | config> <in.h5:key | in.zarr:key> <out.h5[:key] | out.zarr[:key]>
                       [--params FILE] [--layout xyz|zxy] [--pad-raw] [--uint8] [--memory-gb GB]
                       [--block-shape X,Y,Z] [--resume | --overwrite] [--gpu GPU]
-                      [--workers N [--threads T] | --scheduler ADDRESS|FILE]
+                      [--workers N [--threads T] | --scheduler ADDRESS|FILE] [--quiet | --verbose]
 
 See ``elektronn-predict --help`` and :func:`elektronn.training.predictor.predict_run`.
 """
 import argparse
 import sys
 
+from elektronn.cli._common import add_verbosity_arguments, error, interrupted, note, verbosity
 from elektronn.cli.train import _gpu_value
 
 __all__ = ['main']
+
+PROG = 'elektronn-predict'
 
 _EPILOG = """\
 what happens:
@@ -104,7 +107,7 @@ def _gpus_value(text):
 
 def _parser():
     p = argparse.ArgumentParser(
-        prog='elektronn-predict', formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
+        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
         description='Predict class probabilities of a volume in an HDF5 file or Zarr store, block by block, with a '
                     'trained network, in this process or on a Dask cluster.')
     p.add_argument('run', help='save directory of the training run (its Backup/config.py and the newest of its '
@@ -139,16 +142,22 @@ def _parser():
     p.add_argument('--threads', type=_positive_int, metavar='T',
                    help='computing threads per worker (default: with --workers the cores divided by the workers, '
                         "with --scheduler each worker's own thread count)")
+    add_verbosity_arguments(p)
     return p
 
 
 def main(argv=None):
     """Run ``elektronn-predict``; returns the exit status (0 done, 1 failed, 2 bad input, 130 interrupted)."""
     args = _parser().parse_args(argv)
-    if args.memory_gb is not None and args.block_shape is not None:
-        print('elektronn-predict: note: --block-shape given, --memory-gb is not used', file=sys.stderr)
     if args.workers is None and args.scheduler is None and (isinstance(args.gpu, list) or args.gpu == 'all'):
         _parser().error('--gpu=%s needs --workers (one worker per GPU)' % (args.gpu,))
+    with verbosity(PROG, args):
+        return _run(args)
+
+
+def _run(args):
+    if args.memory_gb is not None and args.block_shape is not None:
+        note(PROG, '--block-shape given, --memory-gb is not used')
     from elektronn.training.config import ConfigError
     from elektronn.training.predictor import predict_run
     from elektronn.inference.volume_prediction import DEFAULT_MEMORY_GB, PredictionError
@@ -159,11 +168,10 @@ def main(argv=None):
                     block_shape=args.block_shape, resume=args.resume, overwrite=args.overwrite, gpu=args.gpu,
                     workers=args.workers, threads=args.threads, scheduler=args.scheduler)
     except (PredictionError, ConfigError, FileNotFoundError, ConnectionError) as e:
-        print('elektronn-predict: error: %s' % e, file=sys.stderr)
+        error(PROG, e)
         return 2
     except KeyboardInterrupt:
-        print('\nInterrupted: the finished blocks are kept; run the same command with --resume to predict the rest',
-              file=sys.stderr)
+        interrupted('the finished blocks are kept; run the same command with --resume to predict the rest')
         return 130
     return 0
 

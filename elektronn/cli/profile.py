@@ -3,17 +3,23 @@
 Usage::
 
     elektronn-profile <config> [--gpu {auto|false|<int>}] [--mfp] [--csv FILE] [--xy-sizes 100,150] [--z-sizes 8,16]
+                      [--quiet | --verbose]
 
 Writes the rows ``z-shape, xy-shape, pixel, Speed [MPix/s]`` (tab-separated) to
 ``Speed_<save_name>.csv`` in the working directory, as the original did. See
 :func:`elektronn.training.predictor.profile_speed`.
 """
 import argparse
+import logging
 import sys
 
+from elektronn.cli._common import add_verbosity_arguments, error, interrupted, verbosity
 from elektronn.cli.train import _gpu_value, find_config
 
 __all__ = ['main']
+
+logger = logging.getLogger('elektronn.cli.profile')  # not __name__: that is '__main__' under python -m
+PROG = 'elektronn-profile'
 
 
 def _sizes(text):
@@ -28,7 +34,7 @@ def _sizes(text):
 
 def _parser():
     p = argparse.ArgumentParser(
-        prog='elektronn-profile',
+        prog=PROG,
         description='Time the prediction (class_probabilities) of the network of CONFIG, with random weights, for a '
                     'sweep of input sizes, and append the speeds to a tab-separated CSV file (by default '
                     'Speed_<save_name>.csv here). The sweep is the original\'s: xy over valid_inputs[4:50], z '
@@ -44,12 +50,18 @@ def _parser():
     p.add_argument('--n-ch', type=int, default=1, help='input channels (default 1)')
     p.add_argument('--n-lab', type=int, default=None, help="classes (default: the config's n_lab, else 3)")
     p.add_argument('--repeats', type=int, default=2, help='passes per shape, the fastest counts (default 2)')
+    add_verbosity_arguments(p)
     return p
 
 
 def main(argv=None):
     """Run ``elektronn-profile``; returns the exit status."""
     args = _parser().parse_args(argv)
+    with verbosity(PROG, args):
+        return _run(args)
+
+
+def _run(args):
     from elektronn.training.config import ConfigError
     from elektronn.training.predictor import profile_speed
     try:
@@ -57,14 +69,14 @@ def main(argv=None):
                                    n_lab=args.n_lab, mfp=args.mfp, xy_sizes=args.xy_sizes, z_sizes=args.z_sizes,
                                    repeats=args.repeats)
     except (ConfigError, FileNotFoundError) as e:
-        print('elektronn-profile: error: %s' % e, file=sys.stderr)
+        error(PROG, e)
         return 2
     except KeyboardInterrupt:
-        print('\nInterrupted: the rows measured so far are in the CSV file', file=sys.stderr)
+        interrupted('the rows measured so far are in the CSV file')
         return 130
     if rows:
         z, xy, _n, speed = max(rows, key=lambda r: r[3])
-        print('Fastest: z=%i xy=%i at %.3f MPix/s; all rows in %s' % (z, xy, speed, path))
+        logger.info('Fastest: z=%i xy=%i at %.3f MPix/s; all rows in %s', z, xy, speed, path)
     return 0 if rows else 1
 
 

@@ -5,16 +5,19 @@ Usage::
     elektronn-segment PROB SEG [--threshold T] [--min-size N] [--min-seed-distance D] [--2d]
                       [--boundaries [--channel C] | --affinities [--merge-threshold M]] [--axes czxy]
                       [--dtype uint32|uint64] [--block-shape X,Y,Z] [--halo X,Y,Z] [--memory-gb GB]
-                      [--resume | --overwrite] [--workers N | --scheduler ADDRESS|FILE]
+                      [--resume | --overwrite] [--workers N | --scheduler ADDRESS|FILE] [--quiet | --verbose]
 
 See ``elektronn-segment --help`` and :func:`elektronn.segmentation.segment_volume`.
 """
 import argparse
 import sys
 
+from elektronn.cli._common import add_verbosity_arguments, error, interrupted, verbosity
 from elektronn.cli.predict import _block_shape, _memory, _positive_int
 
 __all__ = ['main']
+
+PROG = 'elektronn-segment'
 
 _EPILOG = """\
 what happens:
@@ -86,7 +89,7 @@ def _non_negative_int(text):
 
 def _parser():
     p = argparse.ArgumentParser(
-        prog='elektronn-segment', formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
+        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
         description='Segment a boundary map or an affinity graph into a label volume (seeded watershed, '
                     'agglomeration), block by block, here or on a Dask cluster.')
     p.add_argument('prob', help='probability map as file.h5:key or store.zarr:key (e.g. the output of elektronn-predict)')
@@ -122,12 +125,18 @@ def _parser():
                       help='segment on a local Dask cluster of N worker processes (Zarr output)')
     dist.add_argument('--scheduler', metavar='ADDRESS|FILE',
                       help='segment on an existing Dask cluster: tcp://host:port or a scheduler file (Zarr output)')
+    add_verbosity_arguments(p)
     return p
 
 
 def main(argv=None):
     """Run ``elektronn-segment``; returns the exit status (0 done, 2 bad input or failure, 130 interrupted)."""
     args = _parser().parse_args(argv)
+    with verbosity(PROG, args):
+        return _run(args)
+
+
+def _run(args):
     from elektronn.inference.runners import ClusterError, cluster_client
     from elektronn.segmentation import SegmentationError, Segmenter, segment_volume
     from elektronn.segmentation.volume_segmentation import DEFAULT_MEMORY_GB
@@ -141,11 +150,10 @@ def main(argv=None):
         with cluster_client(args.workers, None, args.scheduler) as client:
             segment_volume(args.prob, args.seg, client=client, **kwargs)
     except (SegmentationError, ClusterError, ValueError, FileNotFoundError, ConnectionError) as e:
-        print('elektronn-segment: error: %s' % e, file=sys.stderr)
+        error(PROG, e)
         return 2
     except KeyboardInterrupt:
-        print('\nInterrupted: the finished blocks are kept; run the same command with --resume to finish',
-              file=sys.stderr)
+        interrupted('the finished blocks are kept; run the same command with --resume to finish')
         return 130
     return 0
 

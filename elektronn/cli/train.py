@@ -2,18 +2,24 @@
 
 Usage::
 
-    elektronn-train <config> [--gpu {auto|false|<int>|<int>,<int>,...|all}] [--resume]
-    torchrun --nproc_per_node=N -m elektronn.train <config> [--gpu ...] [--resume]
+    elektronn-train <config> [--gpu {auto|false|<int>|<int>,<int>,...|all}] [--resume] [--quiet | --verbose]
+    torchrun --nproc_per_node=N -m elektronn.train <config> [--gpu ...] [--resume] [--quiet | --verbose]
 
 The run's files go to the config's ``save_path``; see ``elektronn-train --help``. Under torchrun
 every process trains a replica (see :mod:`elektronn.training.distributed`); rank 0 prints and writes.
 """
 import argparse
 import importlib.resources
+import logging
 import os
 import sys
 
+from elektronn.cli._common import add_verbosity_arguments, error, verbosity, verbosity_flags
+
 __all__ = ['main', 'find_config', 'parseargs']
+
+logger = logging.getLogger('elektronn.cli.train')  # not __name__: that is '__main__' under python -m
+PROG = 'elektronn-train'
 
 _EPILOG = """\
 what happens:
@@ -23,9 +29,10 @@ what happens:
   earlier run there is moved aside to <save_path>.old-<date>-<time>/ (never deleted); with
   overwrite = False the run stops. A config or data error leaves an earlier run untouched.
   The network is trained; the process works inside the save directory, which receives
-  <save_name>.log (everything printed), <save_name>.history.csv, the plots <save_name>.Errors.png,
-  .history.png and .timeline.png, <save_name>-LAST.param at every history step, hourly
-  <save_name>-<h>h.param snapshots and <save_name>_end.param at the end.
+  <save_name>.log (everything printed, and the messages that --quiet or the default level do not
+  show), <save_name>.history.csv, the plots <save_name>.Errors.png, .history.png and
+  .timeline.png, <save_name>-LAST.param at every history step, hourly <save_name>-<h>h.param
+  snapshots and <save_name>_end.param at the end.
 
 during training:
   ctrl+c opens the console: q (continue), abort (stop and save), kill (stop without saving),
@@ -65,7 +72,7 @@ def _gpu_value(text):
 
 def _parser():
     p = argparse.ArgumentParser(
-        prog='elektronn-train', formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
+        prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
         description='Train a CNN/MLP with the ELEKTRONN pipeline as configured in CONFIG.')
     p.add_argument('config', help='config file; a bare file name that does not exist here is looked up in the '
                                   "package's examples (e.g. MNIST_CNN_warp_config.py); with --resume also a save "
@@ -79,6 +86,7 @@ def _parser():
                    help='continue the run in the existing save directory from its last saved state (parameters, '
                         'optimiser state, step, learning rate, schedule position, histories, random state); '
                         'n_steps and max_runtime count from the start of the first run')
+    add_verbosity_arguments(p)
     return p
 
 
@@ -153,16 +161,19 @@ def main(argv=None):
     from elektronn.net.device import parse_gpu_list
     gpus = parse_gpu_list(args.gpu)
     if gpus is not None:
-        return _launch(args, gpus)
+        with verbosity(PROG, args):
+            return _launch(args, gpus)
     import matplotlib
     matplotlib.use('Agg')
     from elektronn.training import runlog
-    tee = runlog.TeeOutput().start()
+    tee = runlog.TeeOutput().start()  # first: the run log gets every message, from the first on
     try:
-        return _train(args, tee)
-    except KeyboardInterrupt:
-        print('\nInterrupted')
-        return 130
+        with verbosity(PROG, args):
+            try:
+                return _train(args, tee)
+            except KeyboardInterrupt:
+                logger.info('\nInterrupted')
+                return 130
     finally:
         tee.stop()
 
@@ -173,23 +184,24 @@ def _launch(args, gpus):
     import subprocess
     import torch
     if os.environ.get('WORLD_SIZE') is not None:
-        print('elektronn-train: error: --gpu=%s starts its own processes; under torchrun give --gpu=auto (every '
-              'process takes the GPU of its LOCAL_RANK)' % args.gpu, file=sys.stderr)
+        error(PROG, '--gpu=%s starts its own processes; under torchrun give --gpu=auto (every process takes the GPU '
+                    'of its LOCAL_RANK)' % args.gpu)
         return 2
     from elektronn.net.device import gpu_list_indices
     try:
         gpus = gpu_list_indices(gpus, args.gpu, without='trains on the CPU')
     except ValueError as e:
-        print('elektronn-train: error: %s' % e, file=sys.stderr)
+        error(PROG, e)
         return 2
     n_cuda = torch.cuda.device_count()
     visible = os.environ.get('CUDA_VISIBLE_DEVICES')
     entries = [e.strip() for e in visible.split(',')] if visible else [str(g) for g in range(n_cuda)]
     env = dict(os.environ, CUDA_VISIBLE_DEVICES=','.join(entries[g] for g in gpus))
     command = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=%i' % len(gpus),
-               '-m', 'elektronn.train', args.config, '--gpu=0'] + (['--resume'] if args.resume else [])
-    print('Training with %i processes on GPUs %s (CUDA_VISIBLE_DEVICES=%s): %s'
-          % (len(gpus), ','.join(map(str, gpus)), env['CUDA_VISIBLE_DEVICES'], ' '.join(command)))
+               '-m', 'elektronn.train', args.config, '--gpu=0'] + (['--resume'] if args.resume else []) \
+        + verbosity_flags(args)
+    logger.info('Training with %i processes on GPUs %s (CUDA_VISIBLE_DEVICES=%s): %s',
+                len(gpus), ','.join(map(str, gpus)), env['CUDA_VISIBLE_DEVICES'], ' '.join(command))
     proc = subprocess.Popen(command, env=env)
     while True:
         try:
@@ -203,7 +215,7 @@ def _train(args, tee):
     try:
         ctx = distributed.from_environment()
     except ValueError as e:
-        print('elektronn-train: error: %s' % e, file=sys.stderr)
+        error(PROG, e)
         return 2
     if ctx.world_size == 1:
         return _train_one(args, tee, ctx)[0]
@@ -240,12 +252,12 @@ def _train_one(args, tee, ctx):
             config_file, save_dir = find_config(args.config), None
         config = _make_config(config_file, args, save_dir, ctx)
     except (ConfigError, FileNotFoundError) as e:
-        print('elektronn-train: error: %s' % e, file=sys.stderr)
+        error(PROG, e)
         return 2, False
     try:
         distributed.check_optimizer(config.optimizer, ctx)
     except ValueError as e:
-        print("elektronn-train: error: %s: parameter 'optimizer': %s" % (config.config_file, e), file=sys.stderr)
+        error(PROG, "%s: parameter 'optimizer': %s" % (config.config_file, e))
         return 2, False
     if ctx.world_size > 1:
         _start_distributed(args, config)
@@ -270,12 +282,12 @@ def _prepare_save_dir(config, ctx):
     """Make the save directory (rank 0; on the other ranks the config uses the existing one, so
     this does nothing there). Returns rank 0's error message or ``None``, the same on every rank."""
     from elektronn.training.config import ConfigError
-    error = None
+    message = None
     try:
         config.prepare_save_dir()
     except (ConfigError, OSError) as e:
-        error = str(e)
-    return ctx.broadcast(error)
+        message = str(e)
+    return ctx.broadcast(message)
 
 
 def _run(args, tee, config):
@@ -297,12 +309,12 @@ def _run(args, tee, config):
         trainer.loadData()
         trainer.createNet()
     except (ConfigError, DataKeyError, WorkerError, OSError, ValueError) as e:  # unreadable or bad data
-        print('elektronn-train: error: %s' % e, file=sys.stderr)
+        error(PROG, e)
         return 2, False
     try:
-        error = _prepare_save_dir(config, trainer.dist)
-        if error is not None:
-            print('elektronn-train: error: %s' % error, file=sys.stderr)
+        problem = _prepare_save_dir(config, trainer.dist)
+        if problem is not None:
+            error(PROG, problem)
             return 2, True
         if tee is not None:  # the output so far is buffered: the log holds it too
             tee.attach(os.path.join(config.save_path, config.save_name + '.log'))
@@ -313,16 +325,16 @@ def _run(args, tee, config):
             try:
                 trainer.resume()
             except (FileNotFoundError, ValueError) as e:
-                print('elektronn-train: error: --resume: %s' % e, file=sys.stderr)
+                error(PROG, '--resume: %s' % e)
                 return 2, False
             if main:
                 _backup_resumed_config(config)
         outcome = trainer.run()
     except (ConfigError, DataKeyError, WorkerError) as e:
-        print('elektronn-train: error: %s' % e, file=sys.stderr)
+        error(PROG, e)
         return 1, False
     except OSError as e:  # a full disk: the trainer has said what is kept and how to continue
-        print('elektronn-train: error: %s' % e, file=sys.stderr)
+        error(PROG, e)
         return 1, False
     return 1 if outcome == 'diverged' else 0, True  # under DDP the ranks agree on how the run ends
 

@@ -31,13 +31,17 @@ shell: ``python -m elektronn.data.synthetic [folder]``.
 """
 import argparse
 import json
+import logging
 import os
+import sys
 import time
 
 import numpy as np
 from scipy import ndimage
 
 from elektronn.utils import atomic_path, atomic_write
+
+logger = logging.getLogger('elektronn.data.synthetic')  # not __name__: that is '__main__' under python -m
 
 __all__ = ['make_volume', 'write_dataset', 'get_synthetic_neuro_data', 'default_cache_dir', 'GENERATOR_VERSION']
 
@@ -200,8 +204,8 @@ def write_dataset(folder, n_cubes=3, shape=(224, 224, 40), label_margin=(16, 16,
         d_files.append((d_name, 'raw'))
         l_files.append((l_name, 'lab'))
         if verbose:
-            print('Synthetic cube %i/%i: raw %s, labels %s, barrier %.1f%% (%.1f s)'
-                  % (i + 1, n_cubes, raw.shape, lab.shape, 100.0 * lab.mean(), time.time() - t0))
+            logger.info('Synthetic cube %i/%i: raw %s, labels %s, barrier %.1f%% (%.1f s)',
+                        i + 1, n_cubes, raw.shape, lab.shape, 100.0 * lab.mean(), time.time() - t0)
     previews = {str(k): make_volume(preview_shape, seed=seed * 1000 + n_cubes + k)[0] for k in range(n_preview)}
     _write_h5(os.path.join(folder, 'preview_cubes.h5'), previews, dict(axis_order='xyz'))
     return dict(d_files=d_files, l_files=l_files, preview='preview_cubes.h5')
@@ -258,7 +262,7 @@ def get_synthetic_neuro_data(folder=None, verbose=True, **settings):
     if current != manifest or not all(os.path.exists(os.path.join(folder, name))
                                       for name in _expected_files(wanted)):
         if verbose:
-            print('Generating the synthetic neuro data set in %s' % folder)
+            logger.info('Generating the synthetic neuro data set in %s', folder)
         write_dataset(folder, verbose=verbose, **{k: tuple(v) if isinstance(v, list) else v for k, v in wanted.items()})
         with atomic_write(path, 'w') as f:
             json.dump(manifest, f, indent=1)
@@ -279,7 +283,8 @@ def main(argv=None):
     parser.add_argument('--seed', type=int, default=DEFAULT_SETTINGS['seed'])
     parser.add_argument('--n-cubes', type=int, default=DEFAULT_SETTINGS['n_cubes'])
     args = parser.parse_args(argv)
-    print(get_synthetic_neuro_data(args.folder, seed=args.seed, n_cubes=args.n_cubes))
+    # the folder is the command's result (for scripts), not a log message
+    sys.stdout.write(get_synthetic_neuro_data(args.folder, seed=args.seed, n_cubes=args.n_cubes) + '\n')
 
 
 if __name__ == '__main__':

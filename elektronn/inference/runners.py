@@ -19,13 +19,17 @@ list of blocks:
 :func:`connect` a client to an existing scheduler.
 """
 import contextlib
+import logging
 import os
 import threading
 import time
 import uuid
 
+from elektronn import log
 from elektronn.inference.blocks import BlockPlan
 from elektronn.utils import available_cores
+
+logger = logging.getLogger(__name__)
 
 __all__ = ['BlockTask', 'run_blocks', 'start_local_cluster', 'connect', 'cluster_client', 'available_cores',
            'worker_threads', 'BlockRunError', 'ClusterError']
@@ -179,9 +183,9 @@ def run_blocks(task, todo, client=None, total_blocks=None, show_progress=True, p
             bar.close()
         seconds = time.time() - t0
         if isinstance(e, KeyboardInterrupt):
-            print('Interrupted: %i of %i blocks done; %s %i blocks (%i voxels) in %.1f s: %.3f Mvoxel/s'
-                  % (total_blocks - len(todo) + stats['computed'], total_blocks, verb, stats['computed'],
-                     stats['voxels'], seconds, stats['voxels'] / 1e6 / max(seconds, 1e-9)))
+            logger.info('Interrupted: %i of %i blocks done; %s %i blocks (%i voxels) in %.1f s: %.3f Mvoxel/s',
+                        total_blocks - len(todo) + stats['computed'], total_blocks, verb, stats['computed'],
+                        stats['voxels'], seconds, stats['voxels'] / 1e6 / max(seconds, 1e-9))
         raise
     if bar is not None:
         bar.close()
@@ -312,7 +316,9 @@ def start_local_cluster(n_workers=None, threads=None, gpus=None, dashboard=True,
     workers = {}
     for i in range(n_workers):
         env = {'OMP_NUM_THREADS': str(threads), 'MKL_NUM_THREADS': str(threads),
-               'ELEKTRONN_WORKER_THREADS': str(threads)}
+               'ELEKTRONN_WORKER_THREADS': str(threads),
+               # the workers start afresh: they show what this process shows (e.g. nothing but warnings)
+               log.ENV_VARIABLE: str(log.get_log_level())}
         if gpus is not None:
             env['CUDA_VISIBLE_DEVICES'] = gpus[i]
         workers[i] = {'cls': Nanny, 'options': dict(nthreads=1, env=env, memory_limit=memory_limit, host=_LOCALHOST,
@@ -374,13 +380,14 @@ def cluster_client(workers=None, threads=None, scheduler=None, gpus=None):
             client = start_local_cluster(workers, threads, gpus=gpus)
         except ValueError as e:
             raise ClusterError(str(e)) from None
-        print('Started a local Dask cluster: %i worker process(es) x %s thread(s)%s'
-              % (len(client.nthreads()), ','.join(sorted(set(str(t) for t in client.run(worker_threads).values()))),
-                 '' if gpus is None else ', GPUs %s (one each)' % ','.join(str(g) for g in gpus)))
+        logger.info('Started a local Dask cluster: %i worker process(es) x %s thread(s)%s',
+                    len(client.nthreads()), ','.join(sorted(set(str(t) for t in client.run(worker_threads).values()))),
+                    '' if gpus is None else ', GPUs %s (one each)' % ','.join(str(g) for g in gpus))
     else:
         client = connect(scheduler)
-        print('Connected to the Dask scheduler %s: %i worker(s)' % (client.scheduler.address, len(client.nthreads())))
-    print('Dask dashboard: %s' % client.dashboard_link)
+        logger.info('Connected to the Dask scheduler %s: %i worker(s)', client.scheduler.address,
+                    len(client.nthreads()))
+    logger.info('Dask dashboard: %s', client.dashboard_link)
     try:
         yield client
     finally:

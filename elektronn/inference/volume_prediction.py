@@ -52,7 +52,9 @@ writer, so a distributed run needs a Zarr output.
 import dataclasses
 import hashlib
 import json
+import logging
 import os
+import warnings
 
 import numpy as np
 
@@ -63,6 +65,8 @@ from elektronn.inference.runners import BlockRunError, BlockTask, run_blocks, wo
 from elektronn.net.prediction import dense_geometry
 from elektronn.training.cubes import spatial_file_axes
 from elektronn.utils import atomic_path
+
+logger = logging.getLogger(__name__)
 
 __all__ = ['PredictionError', 'LAYOUTS', 'parse_h5_spec', 'InputVolume', 'BlockPlan', 'plan_blocks',
            'estimate_block_bytes', 'predict_volume', 'predict_volume_h5', 'check_distributed_output', 'PredictionTask',
@@ -544,20 +548,20 @@ def _predict_volume(cnn, input_spec, output_spec, layout, pad_raw, as_uint8, mem
             plan, done = _output(container, output_path, output_key, plan, fmt, record, voxel_size, resume, overwrite)
     todo = [(n, a, b) for n, a, b in plan.blocks() if not done[n]]
     n_done = plan.n_blocks - len(todo)
-    print('Predicting %s -> %s (x, y, z) in %i blocks of %s (x, y, z)%s'
-          % (_xyz(volume.padded) if any(volume.pad) else _xyz(volume.spatial), _xyz(plan.pred_shape), plan.n_blocks,
-             _xyz(plan.block), '' if not n_done else '; %i already done' % n_done))
+    logger.info('Predicting %s -> %s (x, y, z) in %i blocks of %s (x, y, z)%s',
+                _xyz(volume.padded) if any(volume.pad) else _xyz(volume.spatial), _xyz(plan.pred_shape), plan.n_blocks,
+                _xyz(plan.block), '' if not n_done else '; %i already done' % n_done)
     task = PredictionTask(cnn, input_path, input_key, layout, geom.pad, output_path, output_key, fmt, plan,
                           threads=threads, worker_device=worker_device or cnn.device.type)
     if todo:
         stats = run_blocks(task, todo, client=client, total_blocks=plan.n_blocks, show_progress=show_progress,
                            progress_interval=progress_interval, what='Predicting', verb='predicted')
-        print('Predicted %i blocks (%i voxels) in %.1f s: %.3f Mvoxel/s'
-              % (stats['computed'], stats['voxels'], stats['seconds'], stats['voxels'] / 1e6 /
-                 max(stats['seconds'], 1e-9)))
+        logger.info('Predicted %i blocks (%i voxels) in %.1f s: %.3f Mvoxel/s',
+                    stats['computed'], stats['voxels'], stats['seconds'], stats['voxels'] / 1e6 /
+                    max(stats['seconds'], 1e-9))
     else:
         stats = dict(computed=0, voxels=0, seconds=0.0, block_seconds=0.0)
-        print('All %i blocks were already done' % plan.n_blocks)
+        logger.info('All %i blocks were already done', plan.n_blocks)
     return dict(blocks=plan.n_blocks, computed=stats['computed'], skipped=n_done, seconds=stats['seconds'],
                 voxels=stats['voxels'], block=plan.block, shape=fmt.shape(plan.pred_shape),
                 block_seconds=stats['block_seconds'])
@@ -630,7 +634,7 @@ def _output(container, path, key, plan, fmt, record, voxel_size, resume, overwri
     if overwrite:
         for k in (key, done_key):
             if k in container:
-                print('Overwriting output dataset %s' % volumes.describe(path, k))
+                logger.info('Overwriting output dataset %s', volumes.describe(path, k))
                 container.delete(k)
         exists = False
     elif not exists and done_key in container:
@@ -647,8 +651,8 @@ def _output(container, path, key, plan, fmt, record, voxel_size, resume, overwri
         raise PredictionError('output dataset %s holds another prediction; it differs in %s. Use --overwrite to '
                               'replace it or choose another output' % (name, '; '.join(diffs)))
     if saved.get('input_file') != record['input_file']:
-        print('Note: resuming a prediction of %s with %s (same dataset key and shape)'
-              % (saved.get('input_file'), record['input_file']))
+        warnings.warn('resuming a prediction of %s with %s (same dataset key and shape)'
+                      % (saved.get('input_file'), record['input_file']), stacklevel=3)
     saved_plan = BlockPlan(plan.pred_shape, tuple(saved['block_zxy']), plan.fov)
     ledger = BlockLedger.open(container, key)
     if ledger.n_blocks != saved_plan.n_blocks or out.shape != fmt.shape(plan.pred_shape) \
@@ -658,7 +662,7 @@ def _output(container, path, key, plan, fmt, record, voxel_size, resume, overwri
                               % (name, out.shape, out.dtype, ledger.n_blocks, fmt.shape(plan.pred_shape),
                                  np.dtype(fmt.dtype)))
     if saved_plan.block != plan.block:
-        print('Resuming with the block shape of the interrupted run, %s (x, y, z)' % (_xyz(saved_plan.block),))
+        logger.info('Resuming with the block shape of the interrupted run, %s (x, y, z)', _xyz(saved_plan.block))
     return saved_plan, ledger.done()
 
 

@@ -33,6 +33,7 @@ every GPU looks busy. So nothing here creates a context until the chosen GPU is 
 :func:`find_free_gpu` runs the three steps; :func:`get_free_gpu` returns just the index.
 """
 import dataclasses
+import logging
 import os
 import re
 import shutil
@@ -40,6 +41,8 @@ import subprocess
 from collections import namedtuple
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 __all__ = ['parse_gpu', 'parse_gpu_list', 'gpu_list_indices', 'resolve_device', 'initGPU', 'current_device', 'get_free_gpu', 'find_free_gpu',
            'GpuInfo', 'GpuQueryError', 'query_gpus', 'map_cuda_indices', 'choose_gpu', 'FREE_MEMORY_USED_MB']
@@ -559,7 +562,7 @@ def get_free_gpu(n_devices=None, used_mb=None, free_bytes=None, gpus=None, verbo
     else:
         gpu, reason = find_free_gpu(n_devices)
     if verbose:
-        print(_choice_line(gpu, reason))
+        logger.info('%s', _choice_line(gpu, reason))
     return None if gpu is None else gpu.cuda_index
 
 
@@ -604,9 +607,9 @@ def initGPU(gpu):
     device, line = _resolve(gpu)
     if device.type == 'cuda':
         torch.cuda.set_device(device)  # creates the context, on this GPU only
-        print(line or 'Using gpu device %i: %s' % (device.index, torch.cuda.get_device_name(device)))
+        logger.info('%s', line or 'Using gpu device %i: %s' % (device.index, torch.cuda.get_device_name(device)))
     else:
-        print(line or 'Using the CPU')
+        logger.info('%s', line or 'Using the CPU')
     _current = device
     return _current
 

@@ -4,13 +4,17 @@ Figures are drawn with matplotlib's Agg canvas (no display needed, safe in worke
 and written atomically as PNG files; the original showed them on screen instead (its ``no_show``
 arguments are accepted and change nothing).
 """
+import logging
 import os
+import warnings
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from elektronn.utils import atomic_path
+
+logger = logging.getLogger(__name__)
 
 __all__ = ['embedMatricesInGray', 'plotFilters', 'showParamHistogram', 'showActivations', 'showActivityHistogram',
            'showMultipleFiguresAdd']
@@ -107,7 +111,7 @@ def plotFilters(cnn, layer=0, channel=None, normalize=False, savename='filters_l
         ax.imshow(mosaic, interpolation='none', cmap='gray')
         ax.set_title('Layer %i filters' % layer)
         ax.axis('off')
-        print('Saving filter image as %s' % (savename,))
+        logger.info('Saving filter image as %s', savename)
         _save(fig, savename)
     return mosaic
 
@@ -134,9 +138,9 @@ def showParamHistogram(cnn, no_show=False, onlyW=True, savename='param_histogram
             if onlyW and name != 'W':
                 continue
             p = getattr(layer, name).detach().cpu().float().numpy()
-            print('Layer {0:2d}: mean={1:3.6e}, median={2:3.6e}, mean(abs)={3:2.6e}, median(abs)={4:2.6e}'.format(
-                i + 1, np.mean(p), np.median(p), np.mean(np.abs(p)), np.median(np.abs(p))))
-            print('Layer  %i: filter_shape = %s' % (i + 1, p.shape))
+            logger.info('Layer %2d: mean=%3.6e, median=%3.6e, mean(abs)=%2.6e, median(abs)=%2.6e',
+                        i + 1, np.mean(p), np.median(p), np.mean(np.abs(p)), np.median(np.abs(p)))
+            logger.info('Layer  %i: filter_shape = %s', i + 1, p.shape)
             counts, edges = np.histogram(p.ravel(), bins=bins)
             entries.append((i + 1, name, counts, edges))
     if savename and entries:
@@ -182,7 +186,7 @@ def showMultipleFiguresAdd(fig, n, i, image, title, isGray=True):
 
 def _debug_functions(cnn):
     if len(cnn.debug_functions) != len(cnn.layers):
-        print('Compiling the debug functions (cnn.compileDebugFunctions)')
+        logger.debug('Compiling the debug functions (cnn.compileDebugFunctions)')
         cnn.compileDebugFunctions(gradients=False)
     return cnn.debug_functions
 
@@ -235,7 +239,8 @@ def showActivations(cnn, data, show_first_class_prob=False, no_show=False, saven
                 stem, ext = os.path.splitext(savename)
                 _save(fig, stem + '_class0' + (ext or '.png'))
         else:
-            print('showActivations: the output has no spatial map (%s); no class map drawn' % (prob.shape,))
+            warnings.warn('showActivations: the output has no spatial map (%s); no class map drawn' % (prob.shape,),
+                          stacklevel=2)
     return images
 
 

@@ -25,6 +25,7 @@ Layouts are converted into this package's:
 """
 import io
 import os
+import warnings
 
 import numpy as np
 
@@ -143,7 +144,8 @@ def read_legacy_param_file(path):
                              % (path, type(pools).__name__))
         poolings = [[int(p) for p in np.atleast_1d(pool)] for pool in pools]
         if k + 1 < len(records):
-            print('Note: %r has %i record(s) after the pool shapes; they were ignored' % (path, len(records) - k - 1))
+            warnings.warn('%r has %i record(s) after the pool shapes; they were ignored' % (path, len(records) - k - 1),
+                          stacklevel=2)
     return layers, poolings
 
 
@@ -168,8 +170,9 @@ def reorder_flattened_inputs(saved, layers):
         previous = layers[i - 1] if 0 < i <= len(layers) else None
         layer = layers[i] if i < len(layers) else None
         if not (isinstance(layer, PerceptronLayer) and isinstance(previous, ConvLayer3d)):
-            print('Load: layer %i of the file followed a 3D conv layer, but the network has %s there; its weights are '
-                  'left in the original input order' % (i, type(layer).__name__ if layer is not None else 'no layer'))
+            warnings.warn('Load: layer %i of the file followed a 3D conv layer, but the network has %s there; its '
+                          'weights are left in the original input order'
+                          % (i, type(layer).__name__ if layer is not None else 'no layer'), stacklevel=2)
             continue
         ch, z, x, y = previous.output_shape_internal[1:]
         W = entry['W']

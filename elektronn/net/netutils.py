@@ -21,7 +21,11 @@ Per dimension and layer (``in`` the layer's input size, ``f`` its filter, ``p`` 
 :func:`makeGabor`, :func:`makeGaborFilters` and :func:`blob` make the Gabor and Gaussian filters of
 the original's ``ConvLayer2d.gaborInitialisation`` (its module ``elektronn.net.gaborfilters``).
 """
+import logging
+
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 __all__ = ['CNNCalculator', 'initWeights', 'makeGabor', 'makeGaborFilters', 'blob']
 
@@ -85,7 +89,8 @@ class _CNNCalculator:
                 raise ValueError('Receptive Fields are not centered with field of view (%i)%s; '
                                  'change a filter size by one so that the field of view becomes odd'
                                  % (fov, where))
-            print('WARNING: Receptive Fields are not centered with even field of view (%i)' % fov)
+            # part of the original's printout, kept as it was (INFO, not a Python warning)
+            logger.info('WARNING: Receptive Fields are not centered with even field of view (%i)', fov)
         self.offset = fov / 2.0
 
         total_stride = int(np.prod(poolings))
@@ -133,7 +138,7 @@ class _CNNCalculator:
         else:
             i = max(k for k, c in enumerate(candidates) if c <= desired)
             reason = 'size not possible'
-        print('Info: %s (%i) changed to (%i) (%s)' % (what, desired, candidates[i], reason))
+        logger.info('Info: %s (%i) changed to (%i) (%s)', what, desired, candidates[i], reason)
         return inputs[i]
 
     def __repr__(self):

@@ -31,11 +31,14 @@ The original's entry points ``compileSGD``, ``compileAdam``, ``compileRPROP``, `
 update function for a network; here they set a network's hyper-parameters and return a callable
 that runs :meth:`~elektronn.net.convnet.MixedConvNN.trainingStep` with their mode.
 """
+import logging
 import math
 import time
 
 import numpy as np
 import torch
+
+logger = logging.getLogger(__name__)
 
 __all__ = ['SharedScalar', 'SGD', 'Adam', 'RPROP', 'CG', 'LBFGS', 'OPTIMIZERS', 'DEFAULT_PARAMS',
            'check_settings', 'CompiledOptimizer', 'compileSGD', 'compileAdam', 'compileRPROP', 'compileCG',
@@ -269,7 +272,7 @@ class RPROP(_Optimizer):
 
     @lr.setter
     def lr(self, value):
-        print('RPROP has no learning rate (it adapts per-element step sizes); LR unchanged')
+        logger.info('RPROP has no learning rate (it adapts per-element step sizes); LR unchanged')
 
     def reset(self, step_size=None):
         super().reset()
@@ -356,7 +359,7 @@ class CG(_Optimizer):
 
     @lr.setter
     def lr(self, value):
-        print('CG has no learning rate (it chooses its steps by line search); LR unchanged')
+        logger.info('CG has no learning rate (it chooses its steps by line search); LR unchanged')
 
     def _set_params(self, origin, direction, t):
         with torch.no_grad():
@@ -427,8 +430,8 @@ class CG(_Optimizer):
             self.timeline.append(entry)
             self.state['last_search'] = tuple(entry)
             if show:
-                print('CG line search %i/%i: loss %.6g -> %.6g, t=%.3g, coeff=%.3g, %i evaluations'
-                      % (i + 1, n_steps, float(loss0), float(loss), t, coeff, count))
+                logger.info('CG line search %i/%i: loss %.6g -> %.6g, t=%.3g, coeff=%.3g, %i evaluations',
+                            i + 1, n_steps, float(loss0), float(loss), t, coeff, count)
         for p in self.params:
             p.grad = None
         return loss, instance
@@ -457,7 +460,7 @@ class LBFGS(_Optimizer):
 
     @lr.setter
     def lr(self, value):
-        print('LBFGS has no learning rate (it chooses its steps by line search); LR unchanged')
+        logger.info('LBFGS has no learning rate (it chooses its steps by line search); LR unchanged')
 
     def _get_flat(self):
         return torch.cat([p.detach().reshape(-1).double().cpu() for p in self.params]).numpy()
@@ -499,14 +502,14 @@ class LBFGS(_Optimizer):
 
         def report(vector):
             counter[0] += 1
-            print('L-BFGS iteration %i: loss %.6g' % (counter[0], float(last['loss'])))
+            logger.info('L-BFGS iteration %i: loss %.6g', counter[0], float(last['loss']))
 
         result = minimize(loss_and_grad, self._get_flat(), jac=True, method='L-BFGS-B', options=self._options(),
                           callback=report if int(self.settings.get('iprint', -1)) >= 0 else None)
         for p in self.params:
             p.grad = None
         if result.status not in (0, 1):
-            print('L-BFGS aborted: %s' % (result.message,))
+            logger.warning('L-BFGS aborted: %s', result.message)
         self.state['last_result'] = {'status': int(result.status), 'nfev': int(result.nfev), 'nit': int(result.nit)}
         self._set_flat(result.x)
         if 'x' in last and np.array_equal(last['x'], result.x):

@@ -24,13 +24,17 @@ cropped or tiled, perceptron weights of another shape are skipped — so that a 
 """
 import hashlib
 import json
+import logging
 import os
+import warnings
 
 import h5py
 import numpy as np
 
 from elektronn import __version__
 from elektronn.utils import atomic_path
+
+logger = logging.getLogger(__name__)
 
 __all__ = ['save_parameters', 'save_parameter_entries', 'read_parameter_file', 'apply_parameters', 'FORMAT_NAME',
            'ParameterFileError']
@@ -203,10 +207,11 @@ def _adapt(saved, target_shape, name, layer_index, layer):
     if saved.ndim == 1 and len(target_shape) == 1:
         return _fit_axis(saved, 0, target_shape[0], centre=False)
     if saved.ndim == len(target_shape) and saved.ndim >= 4:
-        print('adapting filters of layer %i: %s -> %s' % (layer_index, saved.shape, tuple(target_shape)))
+        logger.info('adapting filters of layer %i: %s -> %s', layer_index, saved.shape, tuple(target_shape))
         return adapt_filters(saved, target_shape)
-    print('Load: skipping %s of layer %i (%s): saved shape %s does not fit %s'
-          % (name, layer_index, type(layer).__name__, saved.shape, tuple(target_shape)))
+    # stacklevel: the caller of apply_parameters (via _apply_adaptive)
+    warnings.warn('Load: skipping %s of layer %i (%s): saved shape %s does not fit %s'
+                  % (name, layer_index, type(layer).__name__, saved.shape, tuple(target_shape)), stacklevel=4)
     return None
 
 
@@ -238,23 +243,23 @@ def _apply_strict(layers, saved, path):
 
 def _apply_adaptive(layers, saved, path, n_layers_to_load):
     current = [dict(zip(layer.param_names, layer.param_arrays())) for layer in layers]
-    print('loading(adaptive) from', path)
-    print('Shapes of loaded file are:', _first_shapes(saved))
-    print('Shapes of current Net are:', _first_shapes(current))
+    logger.info('loading(adaptive) from %s', path)
+    logger.info('Shapes of loaded file are: %s', _first_shapes(saved))
+    logger.info('Shapes of current Net are: %s', _first_shapes(current))
     n_load = len(saved) if n_layers_to_load < 0 else min(n_layers_to_load, len(saved))
-    print('#Layers(sav) =', len(saved), 'loading', n_load)
-    print('#Layers(CNN) =', len(layers))
+    logger.info('#Layers(sav) = %s loading %s', len(saved), n_load)
+    logger.info('#Layers(CNN) = %s', len(layers))
     for i, (layer, entry, now) in enumerate(zip(layers[:n_load], saved, current)):
         for name, value_now in now.items():
             if name not in entry:
-                print('Load: layer %i has no saved %s, keeping its values' % (i, name))
+                warnings.warn('Load: layer %i has no saved %s, keeping its values' % (i, name), stacklevel=3)
                 continue
             value = entry[name]
             if value.shape != value_now.shape:
                 value = _adapt(value, value_now.shape, name, i, layer)
             if value is not None:
                 layer.set_param_array(name, value)
-    print('loading complete')
+    logger.info('loading complete')
 
 
 def apply_parameters(layers, saved, path='', strict=False, n_layers_to_load=-1):

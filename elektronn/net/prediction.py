@@ -29,15 +29,19 @@ sides, so the output has the input's shape and output voxel ``k`` belongs to inp
 """
 import dataclasses
 import itertools
+import logging
 import sys
 import time
 
 import numpy as np
 import torch
 
+from elektronn import log
 from elektronn.net.layers.conv import _ConvLayer
 from elektronn.net.netutils import _receptive_fields
 from elektronn.utils import pprinttime
+
+logger = logging.getLogger(__name__)
 
 __all__ = ['DenseGeometry', 'dense_geometry', 'predict_dense']
 
@@ -179,8 +183,8 @@ class _Progress:
 
     def update(self, count):
         now = time.time()
-        if not self.show or (count < self.total and now - self.last < _PROGRESS_INTERVAL):
-            return
+        if not self.show or (count < self.total and now - self.last < _PROGRESS_INTERVAL) or not log.shows():
+            return  # not asked for, drawn a moment ago, or the log level hides INFO (progress is INFO)
         self.last = now
         elapsed = now - self.t0
         progress = count * 100.0 / self.total
@@ -241,7 +245,7 @@ def predict_dense(cnn, raw_img, show_progress=True, offset=None, as_uint8=False,
 
     n_tiles = tuple(-(-p // t) for p, t in zip(pred_shape, geom.tile_output))
     total = int(np.prod(n_tiles))
-    print('Predicting img', (view.shape[0],) + _xyz(spatial), 'in', total, 'Blocks:', _xyz(n_tiles))
+    logger.info('Predicting img %s in %s Blocks: %s', (view.shape[0],) + _xyz(spatial), total, _xyz(n_tiles))
     progress = _Progress(total, show_progress, t0)
     for count, index in enumerate(itertools.product(*[range(t) for t in n_tiles]), 1):
         start = [i * t for i, t in zip(index, geom.tile_output)]
@@ -259,7 +263,6 @@ def predict_dense(cnn, raw_img, show_progress=True, offset=None, as_uint8=False,
             prob = np.clip(prob * 255, 0, 255).astype(np.uint8)  # truncation, as the original
         pred_view[(slice(None),) + tuple(slice(s, s + m) for s, m in zip(start, size))] = prob
         progress.update(count)
-    sys.stdout.write(' - done\n')
-    sys.stdout.flush()
-    print('Inference speed: %.3f MB or MPix /s\n' % (np.prod(pred_shape) / 1e6 / max(time.time() - t0, 1e-9)))
+    logger.info(' - done')  # ends the progress line
+    logger.info('Inference speed: %.3f MB or MPix /s\n', np.prod(pred_shape) / 1e6 / max(time.time() - t0, 1e-9))
     return predictions[..., 0] if single_image else predictions

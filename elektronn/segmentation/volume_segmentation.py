@@ -31,6 +31,7 @@ spatial axis order.
 """
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import time
@@ -43,6 +44,8 @@ from elektronn.inference.blocks import BlockLedger, BlockPlan, even_blocks
 from elektronn.inference.runners import BlockRunError, BlockTask, run_blocks
 from elektronn.segmentation.segmenter import Segmenter, select_channels
 from elektronn.segmentation.watershed import as_unit_float
+
+logger = logging.getLogger(__name__)
 
 __all__ = ['segment_volume', 'SegmentationError', 'MapLayout', 'INFO_ATTR', 'DEFAULT_MEMORY_GB', 'DEFAULT_HALO']
 
@@ -441,9 +444,9 @@ def _segment_volume(input_spec, output_spec, segmenter, channel, axes, block_sha
                   elektronn_version=__version__)
     status, plan = _prepare_output(job, record, voxel_size, translation, resume, overwrite)
     job = dataclasses.replace(job, plan=plan)
-    print('Segmenting %s -> %s: %s (z, x, y) in %i blocks of %s with a halo of %s; %s'
-          % (volumes.describe(input_path, input_key), volumes.describe(output_path, output_key), shape, plan.n_blocks,
-             plan.block, halo, segmenter.describe()))
+    logger.info('Segmenting %s -> %s: %s (z, x, y) in %i blocks of %s with a halo of %s; %s',
+                volumes.describe(input_path, input_key), volumes.describe(output_path, output_key), shape,
+                plan.n_blocks, plan.block, halo, segmenter.describe())
     seconds = dict(fragments_seconds=0.0, match_seconds=0.0, relabel_seconds=0.0)
     run = dict(client=client, total_blocks=plan.n_blocks, show_progress=show_progress,
                progress_interval=progress_interval)
@@ -472,9 +475,9 @@ def _segment_volume(input_spec, output_spec, segmenter, channel, axes, block_sha
     n_segments = _finish(job)
     total = time.time() - t0
     if status != 'complete':
-        print('Segmented %i voxels into %i segments in %.1f s (%.3f Mvoxel/s)'
-              % (BlockPlan.voxels((0, 0, 0), shape), n_segments, total,
-                 BlockPlan.voxels((0, 0, 0), shape) / 1e6 / max(total, 1e-9)))
+        logger.info('Segmented %i voxels into %i segments in %.1f s (%.3f Mvoxel/s)',
+                    BlockPlan.voxels((0, 0, 0), shape), n_segments, total,
+                    BlockPlan.voxels((0, 0, 0), shape) / 1e6 / max(total, 1e-9))
     return dict(seconds, segments=n_segments, blocks=plan.n_blocks, block=plan.block, shape=shape, seconds=total)
 
 
@@ -530,7 +533,7 @@ def _prepare_output(job, record, voxel_size, translation, resume, overwrite):
                                     'into it or --overwrite to replace it (or choose another output)' % name)
         if overwrite:
             if job.output_key in container:
-                print('Overwriting %s' % name)
+                logger.info('Overwriting %s', name)
                 container.delete(job.output_key)
             exists = False
         if not exists:
@@ -545,9 +548,9 @@ def _prepare_output(job, record, voxel_size, translation, resume, overwrite):
                                 'replace it or choose another output' % (name, '; '.join(diffs)))
     plan = BlockPlan(job.plan.pred_shape, tuple(saved['block_zxy']))
     if saved['status'] == 'complete':
-        print('%s is complete already (%s segments)' % (name, saved.get('segments')))
+        logger.info('%s is complete already (%s segments)', name, saved.get('segments'))
     elif plan.block != job.plan.block:
-        print('Resuming with the block shape of the interrupted run, %s (z, x, y)' % (plan.block,))
+        logger.info('Resuming with the block shape of the interrupted run, %s (z, x, y)', plan.block)
     return saved['status'], plan
 
 

@@ -15,11 +15,14 @@ the workers cannot outlive the calling process. Example::
 The original's shared-memory plumbing (``SharedMem``, ``Proc``) and its unused ``SharedQ`` have no
 counterpart: the classes of those names raise ``NotImplementedError`` naming the replacement.
 """
+import logging
 import time
 
 import numpy as np
 
 from elektronn.training import workers
+
+logger = logging.getLogger(__name__)
 
 __all__ = ['BackgroundProc', 'SharedMem', 'Proc', 'SharedQ']
 
@@ -100,7 +103,7 @@ class BackgroundProc:
         t0 = time.time()
         result = self._workers.get()
         if self.profile:
-            print('BackgroundProc: waited %.3g ms for a result' % ((time.time() - t0) * 1000))
+            logger.info('BackgroundProc: waited %.3g ms for a result', (time.time() - t0) * 1000)
         return self._convert(result) if (self.dtypes is not None or self.shapes is not None) else tuple(result)
 
     def reset(self):

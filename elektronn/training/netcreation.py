@@ -16,11 +16,15 @@ The network has ``len(nof_filters) + len(MLP_layers) + 1`` layers (plus the recu
 
 :func:`createNetfromParams` rebuilds a conv-only network from a parameter file alone.
 """
+import logging
+
 import numpy as np
 
 from elektronn.net.convnet import MixedConvNN
 
 __all__ = ['createNet', 'createNetfromParams']
+
+logger = logging.getLogger(__name__)
 
 
 def createNet(config, input_size, n_ch, n_lab, dimension_calc):
@@ -119,11 +123,11 @@ def createNetfromParams(param_file, patch_size, batch_size=1, activation_func='t
     n_dim = len(shapes[0]) - 2
     if any(len(sh) - 2 != n_dim for sh in shapes):
         raise ValueError('%s mixes 2D and 3D conv layers: %s' % (param_file, shapes))
-    print('Shapes are:', shapes)
-    print('#Layers =', n_lay)
+    logger.info('Shapes are: %s', shapes)
+    logger.info('#Layers = %s', n_lay)
     if file_poolings:
         poolings = file_poolings
-        print('Found Pooling info:', poolings)
+        logger.info('Found Pooling info: %s', poolings)
     elif poolings is None:
         raise ValueError('No pooling info found in %s or provided: give poolings=[...] (one pool shape per layer)'
                          % (param_file,))

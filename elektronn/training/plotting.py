@@ -17,6 +17,7 @@ processes cannot be forked) so that training never waits for a plot.
 
 :func:`previewDiffPlot` overlays the preview predictions of several runs pairwise.
 """
+import logging
 import multiprocessing as mp
 import os
 import threading
@@ -24,6 +25,8 @@ import threading
 import numpy as np
 
 from elektronn.utils import atomic_path
+
+logger = logging.getLogger(__name__)
 
 __all__ = ['saveHist', 'plotInfo', 'plotInfoFromFiles', 'Plotter', 'plot_filters', 'plot_debug_batch',
            'previewDiffPlot', 'HISTORY_NAMES']
@@ -267,7 +270,7 @@ def _plot_job(args, kwargs):
     try:
         plotInfo(*args, save_history=False, **kwargs)
     except Exception as e:  # a failed plot must never stop training
-        print('Plotting failed: %s: %s' % (type(e).__name__, e))
+        logger.warning('Plotting failed: %s: %s', type(e).__name__, e)
 
 
 def _plot_process_job(args, kwargs):

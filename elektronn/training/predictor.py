@@ -10,10 +10,12 @@ profile the prediction speed.
 * :func:`profile_speed` is ``elektronn-profile``: prediction speed over a sweep of input sizes,
   written to a CSV file.
 """
+import logging
 import os
 import re
 import time
 import traceback
+import warnings
 
 import numpy as np
 
@@ -21,6 +23,8 @@ from elektronn.training.config import Config, ConfigError
 from elektronn import volumes
 from elektronn.inference.volume_prediction import (DEFAULT_MEMORY_GB, InputVolume, PredictionError,
                                                    check_distributed_output, parse_h5_spec, predict_volume)
+
+logger = logging.getLogger(__name__)
 
 __all__ = ['create_predncnn', 'locate_run', 'newest_params', 'predict_run', 'profile_speed', 'profile_shapes']
 
@@ -108,10 +112,10 @@ def newest_params(save_dir, save_name):
         try:
             read_parameter_file(path)
         except Exception as e:  # truncated HDF5 (OSError), foreign file (ValueError), broken pickle, ...
-            print('WARNING: skipping %s: not a complete parameter file (%s)' % (path, e))
+            warnings.warn('skipping %s: not a complete parameter file (%s)' % (path, e), stacklevel=2)
             broken.append('%s (%s)' % (name, e))
             continue
-        print('Using parameters %s (newest of: %s)' % (path, ', '.join(entry[2] for entry in found)))
+        logger.info('Using parameters %s (newest of: %s)', path, ', '.join(entry[2] for entry in found))
         return path
     looked_for = '%s_end.param, %s-LAST.param and %s-<hours>h.param' % (save_name, save_name, save_name)
     if names is None:
@@ -318,8 +322,8 @@ def _worker_gpus(gpu):
         return None
     if choice == 'auto':
         gpu_info, reason = find_free_gpu()
-        print('%s: %s' % ('No free GPU found, the workers use the CPU' if gpu_info is None else
-                          'The worker uses GPU %i' % gpu_info.cuda_index, reason))
+        logger.info('%s: %s', 'No free GPU found, the workers use the CPU' if gpu_info is None else
+                    'The worker uses GPU %i' % gpu_info.cuda_index, reason)
         return None if gpu_info is None else [gpu_info.cuda_index]
     return [choice]
 
@@ -398,7 +402,7 @@ def profile_speed(config_file, gpu=None, csv_path=None, n_ch=1, n_lab=None, mfp=
     rng = np.random.default_rng(seed)
     rows, work_total = [], float(sum(z * xy * xy for z, xy in shapes)) or 1.0
     work_done, t0 = 0.0, time.time()
-    print('Profiling %i input shapes of %s into %s' % (len(shapes), config.save_name, csv_path))
+    logger.info('Profiling %i input shapes of %s into %s', len(shapes), config.save_name, csv_path)
     for k, (z, xy) in enumerate(shapes, 1):
         shape = (1, n_ch, xy, xy) if config.n_dim == 2 else (1, z, n_ch, xy, xy)
         try:
@@ -409,7 +413,7 @@ def profile_speed(config_file, gpu=None, csv_path=None, n_ch=1, n_lab=None, mfp=
                 out = cnn.class_probabilities(data)
                 best = min(best, time.perf_counter() - t)
         except (RuntimeError, ValueError, MemoryError):
-            print('[%i/%i] z=%i xy=%i: failed' % (k, len(shapes), z, xy))
+            logger.info('[%i/%i] z=%i xy=%i: failed', k, len(shapes), z, xy)
             traceback.print_exc()
             continue
         finally:
@@ -420,6 +424,6 @@ def profile_speed(config_file, gpu=None, csv_path=None, n_ch=1, n_lab=None, mfp=
         with open(csv_path, 'a') as f:
             f.write('%i\t%i\t%i\t%f\n' % (z, xy, n, speed))
         elapsed = time.time() - t0
-        print('[%i/%i] z=%i xy=%i: %i output voxels, %.3f MPix/s | elapsed %.0f s | ETA %.0f s'
-              % (k, len(shapes), z, xy, n, speed, elapsed, elapsed / work_done * (work_total - work_done)))
+        logger.info('[%i/%i] z=%i xy=%i: %i output voxels, %.3f MPix/s | elapsed %.0f s | ETA %.0f s',
+                    k, len(shapes), z, xy, n, speed, elapsed, elapsed / work_done * (work_total - work_done))
     return csv_path, rows

@@ -44,6 +44,7 @@ the required size is exact for this kernel (checked on every z slice), samples j
 source read ``fill`` (the C kernel's ``trunc(u + 0.5)`` read index 0 for ``-1.5 < u < -0.5``) and
 the output keeps the input dtype.
 """
+import warnings
 from collections import namedtuple
 
 import numpy as np
@@ -102,7 +103,8 @@ def draw_warp_params(patch_size, amount=1.0, rng=None):
     if isinstance(amount, bool) or not np.isscalar(amount) or not amount >= 0:
         raise ValueError('amount must be a non-negative number, got %r' % (amount,))
     if amount > 1:
-        print('WARNING: warpAugment amount > 1 this requires more than 1.4 bigger patches before warping')
+        warnings.warn('warpAugment amount > 1 this requires more than 1.4 bigger patches before warping',
+                      stacklevel=2)
     rng = _rng(rng)
     rot_max, shear_max, scale_max, stretch_max = ROT_MAX * amount, SHEAR_MAX * amount, SCALE_MAX * amount, \
         STRETCH_MAX * amount

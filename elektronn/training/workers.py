@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 import weakref
 
 import numpy as np
@@ -265,8 +266,8 @@ class BackgroundWorkers:
             try:
                 pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception as e:
-                print('Note: data.%s cannot be sent to the background workers (%s: %s); they keep the old value'
-                      % (name, type(e).__name__, e))
+                warnings.warn('data.%s cannot be sent to the background workers (%s: %s); they keep the old value'
+                              % (name, type(e).__name__, e), stacklevel=2)
                 continue
             sendable[name] = value
         if not sendable and batch_kwargs is None:
