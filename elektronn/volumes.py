@@ -1,6 +1,6 @@
 """One volume layer for every reader and writer: HDF5 datasets and Zarr arrays, opened from ``PATH:KEY``.
 
-Training cubes (:class:`~elektronn.training.CNNData.CNNData`), ``elektronn-predict`` and every
+Training cubes (:class:`~elektronn.training.image_data.CNNData`), ``elektronn-predict`` and every
 block-wise tool read and write volumes through this module, so a Zarr store works wherever an HDF5
 file does: ``('cube.zarr', 'raw')`` in a training config, ``vol.zarr:raw`` on the command line.
 

@@ -100,7 +100,7 @@ def test_registration_1d_hand_example(tmp_path):
     ((24, 20, 10), (24, 20, 10)),   # labels as large as the raw cube
     ((20, 18, 9), (24, 22, 11)),    # labels larger than the raw cube (cut)
 ])
-def test_registration_against_hand_computation(tmp_path, raw_shape, lab_shape, capsys):
+def test_registration_against_hand_computation(tmp_path, raw_shape, lab_shape, recwarn):
     d_files, l_files = coded_pair(tmp_path, raw_shape, lab_shape)
     off = (1, 3, 2)  # (z, x, y)
     data = load(tmp_path, d_files, l_files, patch_size=(5, 11, 9), stride=1, offset=off, n_dim=3, n_lab=32767)
@@ -124,7 +124,7 @@ def test_registration_against_hand_computation(tmp_path, raw_shape, lab_shape, c
     for axis_values, seen_values in zip((x, y, z), decode(seen)):
         assert set(seen_values) == set(axis_values[ok].tolist())
     if lab_shape[0] > raw_shape[0] - 2 * off[1]:
-        assert 'labels are cut off' in capsys.readouterr().out
+        assert any('labels are cut off' in str(w.message) for w in recwarn.list)
 
 
 def test_2d_patches_from_anisotropic_cube_are_xy_slices(tmp_path):
@@ -659,8 +659,69 @@ def test_affinity_labels_from_segment_ids():
 
 
 # ----------------------------------------------------------------------------------------------------
+# Messages: the loading printout (INFO) and warnings about risky data or settings
+# ----------------------------------------------------------------------------------------------------
+def test_loading_printout_is_the_originals_and_follows_the_log_level(tmp_path, capsys):
+    from elektronn.log import use_log_level
+    d_files, l_files = coded_pair(tmp_path, (30, 26, 12), (20, 16, 8))
+    settings = dict(patch_size=(5, 11, 9), stride=1, offset=(1, 3, 2), n_dim=3, n_lab=32767)
+    load(tmp_path, d_files, l_files, **settings)
+    assert capsys.readouterr().out == ('Loading c_raw.h5[raw] and c_lab.h5[lab]\n'
+                                       'Internal data.shape=(12, 1, 30, 26), label.shape=(8, 20, 16)\n'
+                                       '---\n'
+                                       '32767-class Data Set with 1 input channel(s):\n'
+                                       '#train cubes: 1 and #valid cubes: 0\n'
+                                       '\n')
+    with use_log_level('WARNING'):
+        load(tmp_path, d_files, l_files, **settings)
+    assert capsys.readouterr().out == ''
+
+
+def test_risky_data_and_settings_warn_at_the_callers_line(tmp_path):
+    with pytest.warns(UserWarning, match="'upright_x'-flag is active, but it works only for 2d") as rec:
+        data = CNNData(patch_size=(3, 9, 9), stride=1, offset=(1, 3, 3), n_dim=3, n_lab=2, upright_x=True, seed=0)
+    assert rec[0].filename == __file__
+    raw = np.full((12, 12, 6), 300, np.uint16)
+    with pytest.warns(UserWarning, match=r'directly_added_data_0 holds integers above 255 \(dtype uint16\)') as rec:
+        data.addDataFromNdarray(raw, np.ones((12, 12, 6), np.int16))
+    assert {w.filename for w in rec} == {__file__}
+    write_h5(tmp_path / 'r.h5', raw=raw)
+    write_h5(tmp_path / 'l.h5', lab=np.ones((12, 12, 6), np.int16))
+    with pytest.warns(UserWarning) as rec:   # the file's cube, and the offset cutting off labels at its border
+        load(tmp_path, [('r.h5', 'raw')], [('l.h5', 'lab')], patch_size=(3, 9, 9), stride=1, offset=(1, 3, 3),
+             n_dim=3, n_lab=2)
+    assert ['integers above 255' in str(w.message) for w in rec] == [True, False]
+    assert 'labels are cut off!\nOn each side of the cube [1, 3, 3] (z, x, y)' in str(rec[1].message)
+    assert {w.filename for w in rec} == {__file__}   # the call in load(), not inside elektronn
+
+
+# ----------------------------------------------------------------------------------------------------
 # Errors name the file and key
 # ----------------------------------------------------------------------------------------------------
+def test_label_checks_on_their_own():
+    from types import SimpleNamespace as Cube
+    from elektronn.training import label_checks as lc
+    assert lc.label_range([np.array([[-1, 3]]), np.zeros((0,))], 'a', False) == (-1.0, 3.0)
+    assert lc.label_range([np.zeros((0,))], 'a', False) is None
+    with pytest.raises(ValueError, match='a: class labels must be whole numbers'):
+        lc.label_range([np.array([0.5])], 'a', False)
+    cubes = [Cube(label_range=(-1.0, 3.0), label_name='a', info=None, info_name='a[info]'),
+             Cube(label_range=(0.0, 1.0), label_name='b', info=np.array([[1, 1, 0, 0], [0, 0, 1, 0]]),
+                  info_name='b[info]')]
+    assert lc.count_classes(cubes, None, False, False) == 4
+    assert lc.count_classes(cubes, None, True, False) == 1 == lc.count_classes(cubes, None, False, 'malis')
+    with pytest.raises(ValueError, match=r'a holds label 3, outside 0\.\.2 for n_lab=3'):
+        lc.count_classes(cubes, 3, False, False)
+    with pytest.raises(ValueError, match=r"Cannot detect n_lab: the label cubes \['c'\]"):
+        lc.count_classes([Cube(label_range=(-1.0, -1.0), label_name='c')], None, False, False)
+    lc.check_labelled(cubes)
+    with pytest.raises(ValueError, match=r'c: every label is negative'):
+        lc.check_labelled([Cube(label_range=None, label_name='c', info=None)])
+    lc.attach_lazy_info(cubes, 4)
+    assert cubes[0].info[0].tolist() == [1, 1, 1, 1] and cubes[0].info[1].tolist() == [0, 0, 0, 0]
+    assert cubes[1].info[1].tolist() == [0, 0, 1, 0] and cubes[1].info[1].dtype == np.int16
+
+
 @pytest.fixture
 def ok_files(tmp_path):
     write_h5(tmp_path / 'r.h5', raw=np.zeros((20, 20, 8), np.uint8))
@@ -971,7 +1032,8 @@ def test_console_change_of_warp_on_reaches_the_workers_and_a_bad_one_is_reported
         for d, l in batches:
             np.testing.assert_array_equal(l[0], inner(d[0], (1, 3, 3)))
         w.update({'warp_on': 5})
-        with pytest.raises(WorkerError, match=r'(?s)Traceback.*CNNData\.py.*warp_on must be True, False or a fraction'):
+        with pytest.raises(WorkerError,
+                           match=r'(?s)Traceback.*patch_sampling\.py.*warp_on must be True, False or a fraction'):
             for _ in range(20):
                 w.get()
 

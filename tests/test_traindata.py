@@ -9,7 +9,7 @@ import urllib.error
 import numpy as np
 import pytest
 
-from elektronn.training import traindata
+from elektronn.training import mnist_files, traindata
 from elektronn.training.traindata import BalancedData, Data, MNISTData, load_mnist_pickle, mnist_checksum
 
 from conftest import shared_data_file
@@ -141,8 +141,8 @@ def test_download_with_checksum_and_progress(tmp_path, monkeypatch, capsys):
         return _FakeResponse(payload)
 
     monkeypatch.setenv(traindata.DATA_DIR_ENV, str(tmp_path / 'cache'))
-    monkeypatch.setattr(traindata, '_urlopen', opener)
-    monkeypatch.setattr(traindata, 'MNIST_SHA256', mnist_checksum(sets))
+    monkeypatch.setattr(mnist_files, '_urlopen', opener)
+    monkeypatch.setattr(mnist_files, 'MNIST_SHA256', mnist_checksum(sets))
     data = MNISTData(path=None, shift_augment=False, seed=0)
     out = capsys.readouterr().out
     dest = tmp_path / 'cache' / 'mnist.pkl.gz'
@@ -151,15 +151,30 @@ def test_download_with_checksum_and_progress(tmp_path, monkeypatch, capsys):
     assert data.train_d.shape == (40, 1, 28, 28)
     assert [p.name for p in (tmp_path / 'cache').iterdir()] == ['mnist.pkl.gz']  # no temporary left
     # the second time the cached file is used, the opener is not called
-    monkeypatch.setattr(traindata, '_urlopen', None)
+    monkeypatch.setattr(mnist_files, '_urlopen', None)
     MNISTData(path=None, seed=0)
     assert 'Found existing mnist data' in capsys.readouterr().out
+
+
+def test_download_is_silent_below_info_and_the_names_stay_in_traindata(tmp_path, monkeypatch, capsys):
+    from elektronn.log import use_log_level
+    for name in ('load_mnist_pickle', 'mnist_checksum', 'mnist_cache_path', 'download_mnist', 'DATA_DIR_ENV',
+                 'MNIST_URLS', 'MNIST_SHA256'):
+        assert getattr(traindata, name) is getattr(mnist_files, name)
+    sets = synthetic_sets()
+    payload = gzip.compress(pickle.dumps(sets, protocol=2))
+    monkeypatch.setattr(mnist_files, '_urlopen', lambda url, timeout=None: _FakeResponse(payload))
+    monkeypatch.setattr(mnist_files, 'MNIST_SHA256', mnist_checksum(sets))
+    with use_log_level('WARNING'):
+        loaded = traindata.download_mnist(str(tmp_path / 'mnist.pkl.gz'))
+    assert capsys.readouterr().out == ''          # neither the messages nor the \r progress line
+    assert mnist_checksum(loaded) == mnist_checksum(sets)
 
 
 def test_download_failures_leave_nothing_and_say_where_to_put_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv(traindata.DATA_DIR_ENV, str(tmp_path))
     payload = gzip.compress(pickle.dumps(synthetic_sets(), protocol=2))
-    monkeypatch.setattr(traindata, '_urlopen', lambda url, timeout=None: _FakeResponse(payload))
+    monkeypatch.setattr(mnist_files, '_urlopen', lambda url, timeout=None: _FakeResponse(payload))
     with pytest.raises(RuntimeError) as err:
         MNISTData(path=None)
     msg = str(err.value)
@@ -168,7 +183,7 @@ def test_download_failures_leave_nothing_and_say_where_to_put_the_file(tmp_path,
 
     def offline(url, timeout=None):
         raise urllib.error.URLError('no network')
-    monkeypatch.setattr(traindata, '_urlopen', offline)
+    monkeypatch.setattr(mnist_files, '_urlopen', offline)
     with pytest.raises(RuntimeError, match='no network'):
         MNISTData(path=None)
     assert list(tmp_path.iterdir()) == []

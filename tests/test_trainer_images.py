@@ -99,7 +99,7 @@ def test_console_change_of_data_reaches_the_workers_and_their_failure_is_reporte
     t.interactive = True
     t.console.input_func = lambda prompt: lines.pop(0)
     t.console._readline = None
-    with pytest.raises(WorkerError, match=r'(?s)Traceback.*CNNData\.py.*warp_on must be True, False or a fraction'):
+    with pytest.raises(WorkerError, match=r'(?s)Traceback.*patch_sampling\.py.*warp_on must be True, False or a fraction'):
         t.run()
     assert lines == [] and t.workers is None
     assert 'tiny_end.param' in os.listdir(t.save_path)

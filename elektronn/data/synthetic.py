@@ -17,7 +17,7 @@ Everything is drawn from ``numpy.random.default_rng(seed)``: the same seed gives
 volume. A 224 x 224 x 40 cube takes a few seconds.
 
 Files (the layout of the original's neuro example, read by
-:meth:`~elektronn.training.CNNData.CNNData.addDataFromFile` with ``zchxy_order=False``):
+:meth:`~elektronn.training.image_data.CNNData.addDataFromFile` with ``zchxy_order=False``):
 
 * ``raw_<i>.h5``, dataset ``'raw'``: uint8 ``(x, y, z)``;
 * ``barrier_int16_<i>.h5``, dataset ``'lab'``: int16 ``(x, y, z)``, 1 = barrier, 0 = cell

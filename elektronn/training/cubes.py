@@ -1,4 +1,4 @@
-"""Reading raw and label cubes for :class:`~elektronn.training.CNNData.CNNData`.
+"""Reading raw and label cubes for :class:`~elektronn.training.image_data.CNNData`.
 
 A *cube* is one dataset of an HDF5 file or one array of a Zarr store (or a NumPy array) of image
 data with its label volume; files and stores are opened through :mod:`elektronn.volumes`. This

@@ -1,7 +1,7 @@
 """What a training run trains: the data object and the network, built from the configuration.
 
 :class:`SetupMixin` holds these :class:`~elektronn.training.trainer.Trainer` methods: ``loadData``
-(:class:`~elektronn.training.CNNData.CNNData` on the config's h5 cubes, or the data class named by
+(:class:`~elektronn.training.image_data.CNNData` on the config's h5 cubes, or the data class named by
 ``data_class_name``, with the batch keyword arguments of training and monitoring, and the preview
 cubes) and ``createNet`` (the network of :func:`~elektronn.training.netcreation.createNet`, checked
 against the data, and the scorer of ``valid_segmentation_metrics``).
