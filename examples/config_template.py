@@ -13,6 +13,10 @@ save_path = '~/CNN_Training/'
 plot_on = True
 # Print a status line at every history step.
 print_status = True
+# Also write the history values (losses, errors, LR, step times, segmentation scores) and the
+# preview images to <save_path>/tensorboard/ for TensorBoard (needs the tensorboard package; rank 0
+# of a distributed run).
+tensorboard = False
 # Device when elektronn-train gets no --gpu: False (CPU), 'auto' (a free GPU or the CPU) or a GPU
 # index.
 device = False

@@ -104,7 +104,8 @@ ORIGINAL_NAMES = [
 
 _SHIMS = ['elektronn.net.convlayer2d', 'elektronn.net.convlayer3d', 'elektronn.net.perceptronlayer',
           'elektronn.net.optimizer', 'elektronn.net.netcreation', 'elektronn.net.gaborfilters',
-          'elektronn.training.trainutils', 'elektronn.training.parallelisation', 'elektronn.training._warping']
+          'elektronn.training.trainutils', 'elektronn.training.parallelisation', 'elektronn.training._warping',
+          'elektronn.training.CNNData']
 
 
 def _param(module, name, kind):

@@ -62,3 +62,53 @@ def test_without_the_package_the_key_names_the_fix(monkeypatch):
     assert 'pip install tensorboard' in tensorboard_missing()
     with pytest.raises(ImportError, match="config key 'tensorboard': the tensorboard package is not installed"):
         TensorBoardLog('unused')
+
+
+# -- the config key in training runs ---------------------------------------------------------------------------
+
+def test_a_run_with_tensorboard_writes_the_history_and_resumes_without_folding_back(tmp_path, one_thread_home):
+    from pipeline_helpers import make_trainer, resumed_trainer
+    t = make_trainer(tmp_path, tensorboard=True, n_steps=41, history_freq=[20])
+    assert t.run() == 'finished' and t.tensorboard is None  # closed at the end
+    folder = tmp_path / 'run' / 'tensorboard'
+    scalars, _ = read_events(folder)
+    for tag in ('loss/smoothed', 'loss/batch', 'loss/train', 'loss/valid', 'LR', 'error/train', 'error/valid',
+                'time/step_s', 'time/train_step_s'):
+        assert [s for s, _ in scalars[tag]] == [0, 20, 40], tag
+    history = {row[0]: row for row in t.history}
+    assert np.isclose(scalars['loss/smoothed'][1][1], history[20][2])
+    assert np.isclose(scalars['error/valid'][2][1], t.errors[-1][3])
+    r = resumed_trainer(str(tmp_path / 'cfg.py'), n_steps=61)
+    assert r.run() == 'finished'
+    scalars, _ = read_events(folder)
+    assert [s for s, _ in scalars['loss/smoothed']] == [0, 20, 40, 60]
+
+
+def test_a_run_without_tensorboard_writes_nothing_of_it(tmp_path, one_thread_home):
+    from pipeline_helpers import make_trainer
+    t = make_trainer(tmp_path, n_steps=3, history_freq=[2])
+    assert t.config.tensorboard is False
+    assert t.run() == 'finished'
+    assert not (tmp_path / 'run' / 'tensorboard').exists()
+
+
+def test_preview_images_reach_tensorboard(tmp_path, em_folder, one_thread_home):
+    from test_trainer_images import make_trainer as make_image_trainer
+    t = make_image_trainer(tmp_path, em_folder, tensorboard=True, n_steps=3, warp_on=False,
+                           preview_kwargs=dict(export_class=1, max_z_pred=1))
+    t.createNet()
+    assert t.run() == 'finished'
+    _, images = read_events(tmp_path / 'run' / 'tensorboard')
+    assert sorted(images) == ['preview/0/c1', 'preview/1/c1']
+    assert images['preview/0/c1'] == [(1, 24, 24)]  # the preview at step 1, the prediction of a 30x30 section
+
+
+def test_the_key_without_the_package_is_a_config_error_naming_the_fix(tmp_path, monkeypatch):
+    import importlib.util
+    from elektronn.training.config import Config, ConfigError
+    from pipeline_helpers import write_config
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: None if name == 'tensorboard' else real(name, *a))
+    with pytest.raises(ConfigError, match=r"cfg\.py: parameter 'tensorboard' is True but the tensorboard package is "
+                                          r"not installed; install it \(pip install tensorboard"):
+        Config(write_config(tmp_path, tensorboard=True), init_device=False)

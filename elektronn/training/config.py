@@ -430,6 +430,10 @@ class Config:
             for c in self.valid_cubes:
                 rule(c < len(self.d_files), 'valid_cubes', 'index %i is out of range for %i data files'
                      % (c, len(self.d_files)))
+        if self.tensorboard:
+            from elektronn.training.tensorboard_log import tensorboard_missing
+            problem = tensorboard_missing()
+            rule(problem is None, 'tensorboard', 'is True but %s' % problem, show_value=False)
         if self.class_weights is not None and self.n_lab is not None and self.target == 'nll':
             rule(len(self.class_weights) == self.n_lab, 'class_weights',
                  'needs one weight per class (n_lab=%i)' % self.n_lab, list(self.class_weights))

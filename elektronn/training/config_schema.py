@@ -65,6 +65,9 @@ MASTER_PARAMS = (
     _p('plot_on', True, _S_SETUP, '', 'Plot the training progress (PNG files in the save directory) at every '
        'history step.', _bool),
     _p('print_status', True, _S_SETUP, '', 'Print a status line at every history step.', _bool),
+    _p('tensorboard', False, _S_SETUP, '', 'Also write the history values (losses, errors, LR, step times, '
+       'segmentation scores) and the preview images to <save_path>/tensorboard/ for TensorBoard '
+       '(needs the tensorboard package; rank 0 of a distributed run).', _bool),
     _p('device', False, _S_SETUP, '', "Device when elektronn-train gets no --gpu: False (CPU), 'auto' (a free "
        'GPU or the CPU) or a GPU index.', _gpu),
     _p('seed', None, _S_SETUP, '', 'Random seed: None (fresh entropy for every run) or an integer >= 0 from which '

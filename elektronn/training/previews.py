@@ -19,7 +19,7 @@ import numpy as np
 
 from elektronn.utils import atomic_path
 
-__all__ = ['load_preview_cubes', 'preview_depth', 'write_preview_slices']
+__all__ = ['load_preview_cubes', 'preview_depth', 'write_preview_slices', 'central_slices']
 
 
 def load_preview_cubes(path, mean=None, std=None):
@@ -81,6 +81,24 @@ def _classes(export_class, n_lab):
     if isinstance(export_class, (list, tuple)):
         return [int(c) for c in export_class]
     return [int(export_class)]
+
+
+def central_slices(pred, export_class='all'):
+    """The central z slice of a dense prediction per exported class, as images for TensorBoard.
+
+    Args:
+        pred: ``(n_lab, x', y'[, z'])`` probabilities.
+        export_class: As in :func:`write_preview_slices`.
+
+    Returns:
+        ``{'c<class>': (x', y')}``, or ``{'aff': (x', y', 3)}`` (the z, x, y affinities as colours).
+    """
+    if pred.ndim == 3:
+        pred = pred[..., None]
+    z = pred.shape[-1] // 2
+    if export_class in ('affinity', 'malis'):
+        return {'aff': np.clip(np.transpose(pred[0:6:2, :, :, z], (1, 2, 0)), 0, 1)}
+    return {'c%i' % c: pred[c, :, :, z] for c in _classes(export_class, pred.shape[0])}
 
 
 def write_preview_slices(pred, raw, folder, save_name, block, number, export_class='all', z_thick=5, z_off=0,

@@ -107,6 +107,7 @@ class Trainer(SetupMixin, SnapshotMixin, ResumeStateMixin, InterruptMixin):
         self.console = Console(self)
         self.last_batch = None
         self.workers = None
+        self.tensorboard = None  # a TensorBoardLog while a run with tensorboard = True is going on (rank 0)
         self._interrupt = None
         self._ahead = None  # the next step's batch, staged during the current step (see _take_batch)
         self.dist = distributed.context()
@@ -366,12 +367,25 @@ class Trainer(SetupMixin, SnapshotMixin, ResumeStateMixin, InterruptMixin):
                              np.nan if lr is None else lr])
         if self.seg_scorer is not None and self.dist.is_main and self.seg_scorer.due():
             self._score_segmentation(i)
+        if self.tensorboard is not None:
+            self._tensorboard_scalars(i)
         if c.target == 'malis' and hasattr(self, 'malisPreviewSlice') and self.dist.is_main:
             self.malisPreviewSlice(self.last_batch, name=i)
         self._saveLast()
         self._submit_plots(plotter, i)
         if c.print_status:
             logger.info('%s', self._status())
+
+    def _tensorboard_scalars(self, step):
+        """The history values of this history step (and its segmentation scores) to TensorBoard."""
+        st = self.state
+        values = dict(zip(runlog.HISTORY_COLUMNS[2:], self.history[-1][2:]))
+        values.update(train_error=st.train_error, valid_error=st.valid_error, step_time_s=st.t_pi,
+                      train_step_time_s=st.t_pt)
+        if self.segmentation and self.segmentation[-1][0] == step:
+            from elektronn.training.segmentation_scores import SCORE_NAMES
+            values.update(('segmentation/' + name, v) for name, v in zip(SCORE_NAMES, self.segmentation[-1][2:]))
+        self.tensorboard.scalars(step, values)
 
     def _saveLast(self, stopping=False):
         ranks = self._gatherRandomStates()
@@ -451,6 +465,9 @@ class Trainer(SetupMixin, SnapshotMixin, ResumeStateMixin, InterruptMixin):
                 tee, own_tee = runlog.TeeOutput().start(), True
             tee.attach(self._file('.log'))
         st = self.state
+        if c.tensorboard and self.dist.is_main:
+            from elektronn.training.tensorboard_log import TensorBoardLog
+            self.tensorboard = TensorBoardLog(os.path.join(self.save_path, 'tensorboard'), start_step=st.step)
         if st.save_time is None:
             st.save_time = c.param_save_h
         if st.prev_number is None:
@@ -529,6 +546,9 @@ class Trainer(SetupMixin, SnapshotMixin, ResumeStateMixin, InterruptMixin):
                 self.workers = None
             if plotter is not None:
                 plotter.close()
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+                self.tensorboard = None
             if old_signals is not None:
                 for s, handler in old_signals.items():
                     signal.signal(s, handler)

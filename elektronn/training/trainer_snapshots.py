@@ -62,6 +62,9 @@ class SnapshotMixin:
         previews.write_preview_slices(pred, raw_img, self.config.prepare_save_dir(), self.config.save_name,
                                       block_name, number,
                                       export_class, z_thick, z_off, write_raw=not self.saved_raw_preview)
+        if getattr(self, 'tensorboard', None) is not None:
+            for tag, image in previews.central_slices(pred, export_class).items():
+                self.tensorboard.image('preview/%s/%s' % (block_name, tag), self.state.step, image)
 
     def previewSlice(self, number=0, export_class='all', max_z_pred=5):
         """Preview predictions of the central slices of every cube of the preview file (see
