@@ -1,10 +1,12 @@
 """The console recipe of the original's examples page, typed verbatim into a terminal."""
-from test_cli import PtyRun, _config, _env
+from pipeline_helpers import write_config
+from terminal_helpers import PtyRun, terminal_env
 
 
 def test_examples_page_recipe_print_testmodel_typed_verbatim(tmp_path):
     # examples.rst: "Stop the training using ctrl+c:  >>> print self.testModel('test')  ->  (<NLL>, <Errors>)"
-    r = PtyRun([_config(tmp_path), '--gpu=false'], str(tmp_path), _env(tmp_path))
+    config = write_config(tmp_path, n_steps=10 ** 6, history_freq=[20], plot_on=False)
+    r = PtyRun([config, '--gpu=false'], str(tmp_path), terminal_env(tmp_path))
     try:
         r.expect(r'00020 NLLm=')
         r.send('\x03')

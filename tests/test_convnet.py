@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 import elektronn
-from elektronn.net import convnet, net_builder, net_inputs, net_io, training_step
+from elektronn.net import net_builder, net_inputs, net_io, training_step
 from elektronn.net.convnet import MixedConvNN
 
 MNIST_EXPECTED = """------------------------------------------------------------
@@ -120,10 +120,6 @@ def test_one_class_composed_of_one_mixin_per_job():
         assert issubclass(MixedConvNN, mixin)
         for name in names:
             assert getattr(MixedConvNN, name) is vars(mixin)[name], name
-    # the names that lived in convnet before the split still do
-    assert convnet._host_to_device is net_inputs._host_to_device
-    assert convnet._StagedBatch is net_inputs._StagedBatch
-    assert convnet.MODES == training_step.MODES and convnet.TARGETS == training_step.TARGETS
     assert repr(small_mlp()).startswith('MixedConvNN(input_shape=(None, 6), 2 layers)')
 
 

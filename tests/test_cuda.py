@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from elektronn.net import convnet, device as device_module
+from elektronn.net import device as device_module, net_inputs
 from elektronn.net.layers.conv import _ConvLayer
 
 from pipeline_helpers import make_trainer, resumed_trainer
@@ -120,11 +120,11 @@ def test_to_cuda_after_cpu_steps_keeps_the_optimiser_states_and_training_going()
 def test_batches_reach_the_gpu_through_pinned_memory():
     array = np.random.rand(3, 4).astype(np.float32)
     host = torch.from_numpy(array)
-    on_gpu = convnet._host_to_device(host, CUDA, torch.float64)
+    on_gpu = net_inputs._host_to_device(host, CUDA, torch.float64)
     assert on_gpu.device == CUDA and on_gpu.dtype == torch.float64 and not host.is_pinned()
     np.testing.assert_array_equal(on_gpu.cpu().numpy(), array.astype(np.float64))
     pinned = host.pin_memory()
-    assert convnet._host_to_device(pinned, CUDA).device == CUDA
+    assert net_inputs._host_to_device(pinned, CUDA).device == CUDA
 
 
 def test_staged_batches_train_like_their_arrays(deterministic):
@@ -155,7 +155,7 @@ def test_the_trainer_stages_batches_ahead_with_workers(tmp_path, gpu_default):
 
     t.cnn.trainingStep = record
     assert t.run() == 'finished'
-    assert kinds == [convnet._StagedBatch] * 40
+    assert kinds == [net_inputs._StagedBatch] * 40
     assert t._ahead is None and np.isfinite(t.state.nll)
     assert all(torch.isfinite(p).all() for p in t.cnn.params)
     with h5py.File(t._file('-LAST.state.h5'), 'r') as f:

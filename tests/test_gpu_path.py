@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from elektronn.net import convnet
+from elektronn.net import net_inputs
 from elektronn.net.convnet import MixedConvNN
 from elektronn.net.layers.conv import _ConvLayer
 from elektronn.training.trainer import Trainer
@@ -189,11 +189,11 @@ class _FakeCPUTensor:
 def test_the_cuda_branch_pins_and_copies_asynchronously():
     cuda = torch.device('cuda', 0)
     calls = []
-    convnet._host_to_device(_FakeCPUTensor(calls), cuda, torch.float32)
+    net_inputs._host_to_device(_FakeCPUTensor(calls), cuda, torch.float32)
     assert calls == ['pin_memory', ('to', (cuda,), {'non_blocking': True}),
                      ('to', (), {'device': cuda, 'dtype': torch.float32})]
     calls = []
-    convnet._host_to_device(_FakeCPUTensor(calls, pinned=True), cuda)
+    net_inputs._host_to_device(_FakeCPUTensor(calls, pinned=True), cuda)
     assert calls == [('to', (cuda,), {'non_blocking': True}), ('to', (), {'device': cuda, 'dtype': None})]
 
 
@@ -203,9 +203,9 @@ def test_cpu_batches_are_neither_pinned_nor_copied(monkeypatch):
 
     monkeypatch.setattr(torch.Tensor, 'pin_memory', refuse)
     t = torch.zeros(3)
-    assert convnet._host_to_device(t, torch.device('cpu')) is t
-    assert convnet._host_to_device(t, torch.device('cpu'), torch.float32) is t
-    assert convnet._host_to_device(t, torch.device('cpu'), torch.float64).dtype == torch.float64
+    assert net_inputs._host_to_device(t, torch.device('cpu')) is t
+    assert net_inputs._host_to_device(t, torch.device('cpu'), torch.float32) is t
+    assert net_inputs._host_to_device(t, torch.device('cpu'), torch.float64).dtype == torch.float64
     cnn = conv_net()
     x, y = batches(cnn, 1)[0]
     loss, instance, _ = cnn.trainingStep(x, y)
@@ -260,7 +260,7 @@ def test_staging_ahead_trains_every_batch_once_in_order(tmp_path, monkeypatch):
         return fetched[-1]
 
     def record(*args, **kwargs):
-        assert len(args) == 1 and isinstance(args[0], convnet._StagedBatch) and set(kwargs) == {'mode'}
+        assert len(args) == 1 and isinstance(args[0], net_inputs._StagedBatch) and set(kwargs) == {'mode'}
         np.testing.assert_array_equal(args[0]._batch[0].numpy(), t.last_batch[0])
         used.append(t.last_batch)
         return step(*args, **kwargs)

@@ -8,7 +8,6 @@ import struct
 
 import numpy as np
 import pytest
-import torch
 from scipy.signal import convolve
 
 from elektronn.cli import convert_params

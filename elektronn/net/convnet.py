@@ -34,11 +34,10 @@ from torch import nn
 from elektronn.net import device as _device
 from elektronn.net.layers.conv import _ConvLayer
 from elektronn.net.net_builder import NetBuilderMixin, _check_flag, _shape_str
-# _host_to_device, _StagedBatch, MODES and TARGETS lived here before the split (the GPU tests use the first two)
-from elektronn.net.net_inputs import NetInputsMixin, _host_to_device, _StagedBatch  # noqa: F401
+from elektronn.net.net_inputs import NetInputsMixin
 from elektronn.net.net_io import NetIOMixin
 from elektronn.net.optimizers import DEFAULT_PARAMS, SharedScalar
-from elektronn.net.training_step import MODES, TARGETS, TrainingStepMixin  # noqa: F401
+from elektronn.net.training_step import TrainingStepMixin
 
 logger = logging.getLogger(__name__)
 logger.info('Load ELEKTRONN Core')
