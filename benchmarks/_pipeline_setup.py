@@ -29,6 +29,16 @@ def add_arguments(parser):
                         help='PyTorch intra-op threads (default: PyTorch\'s choice); reported with every figure')
 
 
+def add_precision_argument(parser):
+    parser.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), default='fp32',
+                        help="training precision (config key mixed_precision; default fp32)")
+
+
+def precision_override(args):
+    """The config value of ``--precision``."""
+    return False if args.precision == 'fp32' else args.precision
+
+
 def make_trainer(args, quiet=True, **overrides):
     """A Trainer (data loaded, net created) for the example config plus ``overrides``."""
     import torch
@@ -91,16 +101,16 @@ def emit(**figure):
     print(json.dumps(figure), flush=True)
 
 
-def example_trainer(example, config_path, save_path):
+def example_trainer(example, config_path, save_path, **overrides):
     """A Trainer (data loaded, net created, non-interactive) for a copy of the example config ``example``
     written to ``config_path`` with the benchmark overrides (``save_path``, no time limit, no plots or
-    previews), read exactly as ``elektronn-train`` reads it."""
+    previews, and ``overrides``: config values), read exactly as ``elektronn-train`` reads it."""
     from elektronn.training.config import Config
     from elektronn.training.trainer import Trainer
     with open(config_path, 'w') as f:
         f.write(open(example).read() + '\n# --- benchmark overrides ---\n'
                 'save_path = %r\nmax_runtime = 10 ** 9\nplot_on = False\npreview_data_path = None\n'
-                % os.path.join(save_path, ''))
+                % os.path.join(save_path, '') + ''.join('%s = %r\n' % kv for kv in overrides.items()))
     with contextlib.redirect_stdout(io.StringIO()):
         trainer = Trainer(Config(config_path, gpu=False))
         trainer.loadData()

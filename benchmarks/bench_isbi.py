@@ -8,13 +8,23 @@ other child processes) -- reaches the budget. Then the whole validation stack is
 (``cnn.predictDense``) and compared with its labels, on every voxel the network can predict
 (the border of the network's offset is left out).
 
-Figure (one JSON line): ``isbi2012_valid_pixel_error``: the pixel error on the validation slices
-and the error of the all-background baseline (predicting "no membrane" everywhere) on the same
-voxels.
+Figures (one JSON line each):
+
+* ``isbi2012_valid_pixel_error``: the pixel error on the validation slices and the error of the
+  all-background baseline (predicting "no membrane" everywhere) on the same voxels, with the
+  membrane F1 at probability 0.5; ``--precision bf16`` trains in bf16 (config key
+  ``mixed_precision``), for the accuracy of reduced-precision training on the same CPU budget.
+* ``isbi2012_prediction_precision``: the trained network's validation prediction in float32 and in
+  bf16 (``predictDense(precision=...)``): the largest probability difference, and pixel error and
+  F1 of each.
+
+``--example neuro_3d_synthetic`` runs the same on the embedded synthetic example (its validation
+cube), the figures then named ``neuro_3d_synthetic_...``.
 
 Usage::
 
     python benchmarks/bench_isbi.py [--cpu-minutes 30] [--data /path/to/folder/with/isbi2012_train.h5]
+                                    [--precision fp32|bf16] [--example isbi2012|neuro_3d_synthetic]
 """
 import argparse
 import contextlib
@@ -28,25 +38,31 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, '..')
-EXAMPLE = os.path.join(ROOT, 'examples', 'isbi2012_config.py')
+EXAMPLES = {'isbi2012': os.path.join(ROOT, 'examples', 'isbi2012_config.py'),
+            'neuro_3d_synthetic': os.path.join(ROOT, 'examples', 'neuro_3d_synthetic_config.py')}
 SHARED = os.path.join(ROOT, '..', 'shared', 'data')
 sys.path.insert(0, HERE)
-from _pipeline_setup import emit, example_trainer, train_for_cpu_budget  # noqa: E402
+from _pipeline_setup import (add_precision_argument, emit, example_trainer, precision_override,  # noqa: E402
+                             train_for_cpu_budget)
 
 
-def dense_valid_error(trainer):
-    """(pixel error, all-background error, #voxels) on the validation cube, predicted densely."""
+def dense_valid_scores(trainer, precision=None):
+    """Pixel error, all-background error, membrane F1 at 0.5, #voxels and the probabilities of the validation
+    cube, predicted densely (in ``precision``; default: the network's)."""
     cnn, data = trainer.cnn, trainer.data
     raw, lab = data.valid_d[0], data.valid_l[0]              # (z, ch, x, y), (z, x, y), same size
     with contextlib.redirect_stdout(io.StringIO()):
-        prob = cnn.predictDense(np.ascontiguousarray(raw.transpose(1, 2, 3, 0)))   # (n_lab, x', y', z')
+        prob = cnn.predictDense(np.ascontiguousarray(raw.transpose(1, 2, 3, 0)), precision=precision)
     off = [int(o) for o in trainer.config.dimensions.offset]  # (z, x, y)
     z, x, y = lab.shape
     lab = lab[off[0]:z - off[0], off[1]:x - off[1], off[2]:y - off[2]]
     pred = prob.argmax(axis=0).transpose(2, 0, 1)             # (z', x', y')
     assert pred.shape == lab.shape, (pred.shape, lab.shape)
     known = lab >= 0
-    return (float(np.mean(pred[known] != lab[known])), float(np.mean(lab[known] != 0)), int(known.sum()))
+    truth, found = lab[known] != 0, pred[known] != 0
+    f1 = 2.0 * np.sum(truth & found) / max(np.sum(truth) + np.sum(found), 1)
+    return dict(error=float(np.mean(found != truth)), baseline=float(np.mean(truth)), f1=float(f1),
+                n_vox=int(known.sum()), prob=prob)
 
 
 def main():
@@ -56,25 +72,43 @@ def main():
                    help='folder holding isbi2012_train.h5 (default: $ELEKTRONN_SHARED_DATA or ../shared/data)')
     p.add_argument('--workdir', default=None, help='folder for the run (default: a temporary one)')
     p.add_argument('--threads', type=int, default=None, help='PyTorch threads (default: PyTorch\'s choice)')
+    p.add_argument('--example', choices=sorted(EXAMPLES), default='isbi2012', help='the example config to train')
+    add_precision_argument(p)
     args = p.parse_args()
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
-    if not os.path.exists(os.path.join(args.data, 'isbi2012_train.h5')):
+    if args.example == 'isbi2012' and not os.path.exists(os.path.join(args.data, 'isbi2012_train.h5')):
         raise SystemExit('isbi2012_train.h5 not found in %s (give --data)' % args.data)
     os.environ['ELEKTRONN_SHARED_DATA'] = os.path.abspath(args.data)
     workdir = os.path.abspath(args.workdir or tempfile.mkdtemp(prefix='elektronn-bench-isbi-'))
     os.makedirs(workdir, exist_ok=True)
     t_wall = time.time()
-    trainer = example_trainer(EXAMPLE, os.path.join(workdir, 'bench_isbi_config.py'), os.path.join(workdir, 'run'))
+    trainer = example_trainer(EXAMPLES[args.example], os.path.join(workdir, 'bench_config.py'),
+                              os.path.join(workdir, 'run'), mixed_precision=precision_override(args))
     training = train_for_cpu_budget(trainer, 60.0 * args.cpu_minutes)
-    error, baseline, n_vox = dense_valid_error(trainer)
+    scores = dense_valid_scores(trainer)
     c = trainer.config
-    emit(figure='isbi2012_valid_pixel_error', valid_pixel_error=round(error, 4),
-         all_background_error=round(baseline, 4), ratio_to_baseline=round(error / baseline, 3),
-         valid_voxels=n_vox, **training, wall_seconds=round(time.time() - t_wall, 1), input=list(c.patch_size),
-         warp_on=c.warp_on, background_processes=c.background_processes, optimizer=c.optimizer,
-         LR=c.SGD_params.get('LR'))
+    emit(figure='%s_valid_pixel_error' % args.example, valid_pixel_error=round(scores['error'], 4),
+         all_background_error=round(scores['baseline'], 4), ratio_to_baseline=round(scores['error'] /
+                                                                                    scores['baseline'], 3),
+         membrane_f1=round(scores['f1'], 4), valid_voxels=scores['n_vox'], training_precision=trainer.cnn.precision,
+         **training, wall_seconds=round(time.time() - t_wall, 1), input=list(c.patch_size), warp_on=c.warp_on,
+         background_processes=c.background_processes, optimizer=c.optimizer, LR=c.SGD_params.get('LR'))
+    # the same trained network predicting in float32 and in bf16 (the prediction tools' choice on native hardware)
+    by_precision = {p: dense_valid_scores(trainer, precision=p) for p in ('fp32', 'bf16')}
+    fp32, bf16 = by_precision['fp32'], by_precision['bf16']
+    emit(figure='%s_prediction_precision' % args.example, training_precision=trainer.cnn.precision,
+         max_abs_dp=float(np.abs(bf16['prob'] - fp32['prob']).max()),
+         mean_abs_dp=float(np.abs(bf16['prob'] - fp32['prob']).mean()),
+         pixel_error_fp32=round(fp32['error'], 5), pixel_error_bf16=round(bf16['error'], 5),
+         f1_fp32=round(fp32['f1'], 5), f1_bf16=round(bf16['f1'], 5), f1_change=round(bf16['f1'] - fp32['f1'], 5),
+         bf16_native=bf16_native())
+
+
+def bf16_native():
+    from elektronn.net import precision
+    return precision.native('bf16', 'cpu')
 
 
 if __name__ == '__main__':

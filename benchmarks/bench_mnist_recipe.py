@@ -34,13 +34,14 @@ def main():
     p.add_argument('--quick', action='store_true', help='0.5 + 0.25 minutes, to check the script')
     p.add_argument('--verbose', action='store_true', help='show the status lines')
     setup.add_arguments(p)
+    setup.add_precision_argument(p)
     args = p.parse_args()
     if args.quick:
         args.warp_minutes, args.finetune_minutes, args.history_freq = 0.5, 0.25, 200
     t_wall, t_cpu = time.time(), setup.cpu_seconds()
     trainer = setup.make_trainer(args, max_runtime=args.warp_minutes * 60, n_steps=10 ** 12,
                                  history_freq=[args.history_freq], monitor_batch_size=args.monitor_batch_size,
-                                 plot_on=False)
+                                 plot_on=False, mixed_precision=setup.precision_override(args))
     quiet = contextlib.nullcontext() if args.verbose else contextlib.redirect_stdout(io.StringIO())
     with quiet:
         trainer.run()                                  # phase 1: warped training
@@ -55,7 +56,7 @@ def main():
     wall, cpu = time.time() - t_wall, setup.cpu_seconds() - t_cpu
     setup.emit(figure='mnist_recipe_test_error', test_error_percent=round(100 * test_error, 3),
                valid_error_percent=round(100 * valid_error, 3), test_loss=round(test_loss, 5), target='<= 0.5',
-               data=type(trainer.data).__name__)
+               data=type(trainer.data).__name__, precision=trainer.cnn.precision)
     setup.emit(figure='mnist_recipe_time', wall_s=round(wall, 1), cpu_s=round(cpu, 1), target_cpu_s=45 * 60,
                steps_warped=steps_warp, steps_total=trainer.state.step, warp_minutes=args.warp_minutes,
                finetune_minutes=args.finetune_minutes, history_freq=args.history_freq, cores=os.cpu_count(),

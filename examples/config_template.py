@@ -13,6 +13,12 @@ save_path = '~/CNN_Training/'
 plot_on = True
 # Print a status line at every history step.
 print_status = True
+# Compute precision of training: False (float32, as ELEKTRONN 1.x), 'bf16' or 'fp16' (autocast of
+# the forward and backward pass; parameters, optimiser states and the loss stay float32; fp16 with
+# loss scaling; CG and LBFGS steps in float32). Where the device has no native support (CPUs
+# without AVX512_BF16/AMX, GPUs below compute capability 8.0 for bf16) training falls back to
+# float32 with a warning.
+mixed_precision = False
 # Also write the history values (losses, errors, LR, step times, segmentation scores) and the
 # preview images to <save_path>/tensorboard/ for TensorBoard (needs the tensorboard package; rank 0
 # of a distributed run).

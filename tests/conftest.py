@@ -9,6 +9,11 @@ import torch
 # orders of magnitude slower whenever another process competes for the cores.
 torch.set_num_threads(1)
 
+# The prediction tools choose bf16 where the CPU computes it natively ('auto'); the suite's exact
+# comparisons with float32 must not depend on the machine, so it sees a CPU without those features
+# (tests of reduced precision force them with monkeypatch; subprocesses inherit this).
+os.environ.setdefault('ELEKTRONN_CPU_FLAGS', 'none')
+
 SHARED_DATA = os.environ.get('ELEKTRONN_SHARED_DATA',
                              os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data'))
 

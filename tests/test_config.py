@@ -28,7 +28,7 @@ def make(tmp_path, **values):
 
 def test_master_defaults_hold_every_documented_parameter():
     d = cfg.master_defaults()
-    assert len(d) == len(cfg.MASTER_PARAMS) == 70
+    assert len(d) == len(cfg.MASTER_PARAMS) == 71
     assert d['history_freq'] == [500] and d['desired_input'] == 100 and d['LR_decay'] == 0.993
     assert d['save_path'] == '~/CNN_Training/Test/' and d['batch_size'] == 1 and d['n_steps'] == 10 ** 12
     assert d['CG_params'] == dict(n_steps=4, alpha=0.35, beta=0.75, max_step=0.02, min_step=8e-5)

@@ -139,6 +139,10 @@ def _parser():
                       help='predict on a local Dask cluster of N worker processes (Zarr output)')
     dist.add_argument('--scheduler', metavar='ADDRESS|FILE',
                       help='predict on an existing Dask cluster: tcp://host:port or a scheduler file (Zarr output)')
+    p.add_argument('--precision', choices=('auto', 'fp32', 'bf16', 'fp16'), default='auto',
+                   help='arithmetic of the prediction: auto (default) is bf16 where the device computes it natively '
+                        '(CPUs with AVX512_BF16 or AMX, GPUs of compute capability 8.0 and higher), else fp32; '
+                        'fp16 on GPUs')
     p.add_argument('--threads', type=_positive_int, metavar='T',
                    help='computing threads per worker (default: with --workers the cores divided by the workers, '
                         "with --scheduler each worker's own thread count)")
@@ -166,7 +170,7 @@ def _run(args):
                     pad_raw=args.pad_raw, as_uint8=args.uint8,
                     memory_gb=DEFAULT_MEMORY_GB if args.memory_gb is None else args.memory_gb,
                     block_shape=args.block_shape, resume=args.resume, overwrite=args.overwrite, gpu=args.gpu,
-                    workers=args.workers, threads=args.threads, scheduler=args.scheduler)
+                    workers=args.workers, threads=args.threads, scheduler=args.scheduler, precision=args.precision)
     except (PredictionError, ConfigError, FileNotFoundError, ConnectionError) as e:
         error(PROG, e)
         return 2

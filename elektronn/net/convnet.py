@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from elektronn.net import device as _device
+from elektronn.net import precision as _precision
 from elektronn.net.layers.conv import _ConvLayer
 from elektronn.net.net_builder import NetBuilderMixin, _check_flag, _shape_str
 from elektronn.net.net_inputs import NetInputsMixin
@@ -146,6 +147,12 @@ class MixedConvNN(NetBuilderMixin, NetInputsMixin, TrainingStepMixin, NetIOMixin
         self._target = None
         self._optimizers = {}
         self.memory_format = torch.contiguous_format
+        # The precision asked for (setPrecision), the one used on this device, and the one of the
+        # computation going on (float32 in CG/LBFGS steps); fp16 training scales its losses.
+        self._requested_precision = 'fp32'
+        self.precision = 'fp32'
+        self._compute_precision = 'fp32'
+        self.loss_scaler = None
         # DistributedDataParallel wrapper for training forward passes (set by
         # elektronn.training.distributed.replicate; kept out of the submodules)
         self._ddp = None
@@ -181,10 +188,42 @@ class MixedConvNN(NetBuilderMixin, NetInputsMixin, TrainingStepMixin, NetIOMixin
         return torch.float32
 
     def _default_memory_format(self):
-        """Channels-last for conv nets on the CPU, where oneDNN's convolutions are faster in it."""
-        if self.input_depth is None or self.n_dim == 1 or self.device.type != 'cpu':
+        """Channels-last for conv nets on the CPU, where oneDNN's convolutions are faster in it, and on CUDA
+        in reduced precision, where the tensor-core kernels want it; contiguous otherwise."""
+        if self.input_depth is None or self.n_dim == 1:
+            return torch.contiguous_format
+        if self.device.type != 'cpu' and not (self.device.type == 'cuda' and self.precision != 'fp32'):
             return torch.contiguous_format
         return torch.channels_last if self.n_dim == 2 else torch.channels_last_3d
+
+    def setPrecision(self, precision='fp32'):
+        """Compute in ``'fp32'``, ``'bf16'`` or ``'fp16'`` (see :mod:`elektronn.net.precision`).
+
+        Reduced precision runs the forward (and backward) pass under autocast; parameters,
+        gradients, optimiser states, the output layer's activation and the loss stay float32, and
+        parameter files are float32 whatever the precision. CG and LBFGS steps always compute in
+        float32 (their line searches compare losses closely). fp16 training scales the loss
+        dynamically. Training steps, ``get_error``/``get_loss``, ``class_probabilities`` and
+        ``predictDense`` follow the setting; ``predictDense(precision=...)`` overrides it per call.
+
+        Args:
+            precision: ``'fp32'`` (also ``False``/``None``), ``'bf16'``, ``'fp16'`` or ``'auto'``
+                (bf16 where the device computes it natively, else float32).
+
+        Returns:
+            The precision used: float32, with a warning, where the device has no native support
+            for the one asked for (it would be emulated and slower). Moving the network to
+            another kind of device chooses again.
+        """
+        self._requested_precision = _precision.canonical(precision, 'setPrecision', allow_auto=True)
+        used = _precision.resolve(self._requested_precision, self.device, 'setPrecision')
+        if self.loss_scaler is None or used != 'fp16':
+            self.loss_scaler = _precision.LossScaler() if used == 'fp16' else None
+        self.precision = self._compute_precision = used
+        if self._compiled:
+            self.setMemoryFormat(self._default_memory_format())
+        logger.info('Computing in %s', _precision.describe(used))
+        return used
 
     def setMemoryFormat(self, memory_format):
         """Store conv filters and inputs in ``memory_format`` (``torch.contiguous_format``,
@@ -220,7 +259,9 @@ class MixedConvNN(NetBuilderMixin, NetInputsMixin, TrainingStepMixin, NetIOMixin
                     if module._parameters[key] is not old}
         if replaced:
             self._redirect_parameters(replaced)
-        if self._compiled and self.device.type != device.type:
+        if self.device.type != device.type and self._requested_precision != 'fp32':
+            self.setPrecision(self._requested_precision)  # chooses the memory format too
+        elif self._compiled and self.device.type != device.type:
             self.setMemoryFormat(self._default_memory_format())
         else:
             for opt in self._optimizers.values():

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from elektronn import log
+from elektronn.net import precision as _precision
 from elektronn.net.layers.conv import _ConvLayer
 from elektronn.net.netutils import _receptive_fields
 from elektronn.utils import pprinttime
@@ -193,7 +194,7 @@ class _Progress:
         sys.stdout.flush()
 
 
-def predict_dense(cnn, raw_img, show_progress=True, offset=None, as_uint8=False, pad_raw=False):
+def predict_dense(cnn, raw_img, show_progress=True, offset=None, as_uint8=False, pad_raw=False, precision=None):
     """Predict every voxel of an image or volume; the engine of ``MixedConvNN.predictDense``.
 
     Args:
@@ -206,6 +207,9 @@ def predict_dense(cnn, raw_img, show_progress=True, offset=None, as_uint8=False,
             ``(z, x, y)``); only checked, since it follows from the layers.
         as_uint8: Return ``uint8`` values ``int(p * 255)`` (clipped to 0..255) instead of float32.
         pad_raw: Mirror-pad the input by the offset so that the output has the input's shape.
+        precision: ``'fp32'``, ``'bf16'``, ``'fp16'`` or ``'auto'`` (see :mod:`elektronn.net.precision`);
+            ``None``: the network's (:meth:`~elektronn.net.convnet.MixedConvNN.setPrecision`). A
+            reduced precision is printed.
 
     Returns:
         ``(n_lab, x', y'[, z'])`` class probabilities (for ``'regression'`` the activated outputs),
@@ -216,6 +220,10 @@ def predict_dense(cnn, raw_img, show_progress=True, offset=None, as_uint8=False,
         ValueError: wrong number of axes or channels, or an image smaller than the field of view.
     """
     geom = _as_3d(dense_geometry(cnn, offset))
+    if precision is None:
+        used = cnn.precision
+    else:
+        used = _precision.resolve(precision, cnn.device, 'predictDense: precision')
     n = cnn.n_dim
     layout = '(ch, x, y) or (ch, x, y, z)' if n == 2 else '(ch, x, y, z)'
     raw = np.asarray(raw_img)
@@ -246,7 +254,21 @@ def predict_dense(cnn, raw_img, show_progress=True, offset=None, as_uint8=False,
     n_tiles = tuple(-(-p // t) for p, t in zip(pred_shape, geom.tile_output))
     total = int(np.prod(n_tiles))
     logger.info('Predicting img %s in %s Blocks: %s', (view.shape[0],) + _xyz(spatial), total, _xyz(n_tiles))
+    if used != 'fp32':
+        logger.info('Precision: %s', _precision.describe(used))
     progress = _Progress(total, show_progress, t0)
+    before, cnn._compute_precision = cnn._compute_precision, used
+    try:
+        _predict_tiles(cnn, view, geom, n_tiles, pred_shape, pred_view, scale, as_uint8, progress)
+    finally:
+        cnn._compute_precision = before
+    logger.info(' - done')  # ends the progress line
+    logger.info('Inference speed: %.3f MB or MPix /s\n', np.prod(pred_shape) / 1e6 / max(time.time() - t0, 1e-9))
+    return predictions[..., 0] if single_image else predictions
+
+
+def _predict_tiles(cnn, view, geom, n_tiles, pred_shape, pred_view, scale, as_uint8, progress):
+    """Predict the tiles of ``view`` ``(ch, z, x, y)`` into ``pred_view`` ``(n_lab, z', x', y')``."""
     for count, index in enumerate(itertools.product(*[range(t) for t in n_tiles]), 1):
         start = [i * t for i, t in zip(index, geom.tile_output)]
         src = tuple(slice(s, s + t) for s, t in zip(start, geom.tile))
@@ -263,6 +285,3 @@ def predict_dense(cnn, raw_img, show_progress=True, offset=None, as_uint8=False,
             prob = np.clip(prob * 255, 0, 255).astype(np.uint8)  # truncation, as the original
         pred_view[(slice(None),) + tuple(slice(s, s + m) for s, m in zip(start, size))] = prob
         progress.update(count)
-    logger.info(' - done')  # ends the progress line
-    logger.info('Inference speed: %.3f MB or MPix /s\n', np.prod(pred_shape) / 1e6 / max(time.time() - t0, 1e-9))
-    return predictions[..., 0] if single_image else predictions

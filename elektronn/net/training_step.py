@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from elektronn.net import device as _device
+from elektronn.net import precision as _precision
 from elektronn.net import targets as _targets
 from elektronn.net.layers.conv import _ConvLayer
 from elektronn.net.net_builder import _check_flag, _printOps
@@ -155,11 +156,18 @@ class TrainingStepMixin:
     # Forward passes and the objective
     # ------------------------------------------------------------------------------------------------
     def _run(self, x):
-        """Forward pass in PyTorch layout: ``(linear output, activated output)`` of the last layer."""
-        for layer in self.layers[:-1]:
-            x = layer(x)
+        """Forward pass in PyTorch layout: ``(linear output, activated output)`` of the last layer.
+
+        In reduced precision the layers run under autocast; the linear output is brought back to
+        float32 before the activation, so that softmax, the loss and the outputs are float32.
+        """
         last = self.layers[-1]
-        lin = last.linear(x)
+        with _precision.autocast(self._compute_precision, x.device):
+            for layer in self.layers[:-1]:
+                x = layer(x)
+            lin = last.linear(x)
+        if lin.dtype in (torch.bfloat16, torch.float16):
+            lin = lin.float()
         return lin, last.activate(lin)
 
     def forward(self, x):
@@ -290,17 +298,19 @@ class TrainingStepMixin:
         result = torch.cat(parts)
         return (result.float() if probabilities else result).cpu().numpy()
 
-    def predictDense(self, raw_img, show_progress=True, offset=None, as_uint8=False, pad_raw=False):
+    def predictDense(self, raw_img, show_progress=True, offset=None, as_uint8=False, pad_raw=False, precision=None):
         """Predict every voxel of an image ``(ch, x, y)`` or volume ``(ch, x, y, z)`` (xyz order; a 2D
         network predicts a volume slice by slice).
 
         Integer input is divided by 255. Returns ``(n_lab, x', y'[, z'])`` probabilities (float32, or
         uint8 scaled by 255 with ``as_uint8``), inset by the offset ``floor(fov / 2)`` per side, or
         of the input's shape with ``pad_raw`` (mirror padding). Prints the tiling, progress and speed.
+        ``precision`` (``'fp32'``, ``'bf16'``, ``'fp16'``, ``'auto'``; default: the network's, see
+        :meth:`setPrecision`) is the precision of this prediction.
         See :func:`elektronn.net.prediction.predict_dense` for the details and the voxel alignment.
         """
         return predict_dense(self, raw_img, show_progress=show_progress, offset=offset, as_uint8=as_uint8,
-                             pad_raw=pad_raw)
+                             pad_raw=pad_raw, precision=precision)
 
     # ------------------------------------------------------------------------------------------------
     # Training
@@ -333,6 +343,8 @@ class TrainingStepMixin:
         rng_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
             if device.type == 'cuda' else []
 
+        scaler = self.loss_scaler if self._compute_precision == 'fp16' else None
+
         def evaluate(backward):
             for p in self.params:
                 p.grad = None
@@ -341,7 +353,11 @@ class TrainingStepMixin:
                     loss, instance, _, _ = self._objective(x, y, aux)
                 return loss, instance
             loss, instance, _, _ = self._objective(x, y, aux, replicated=True)
-            loss.backward()
+            if scaler is None:
+                loss.backward()
+            else:  # float16 gradients of a small loss underflow: scale up, and back down before the update
+                (loss * scaler.scale).backward()
+                scaler.update(scaler.unscale(self.params))  # an overflow drops the gradients: no update
             return loss.detach(), instance.detach()
 
         def closure(backward=True):
@@ -383,12 +399,15 @@ class TrainingStepMixin:
             x, y, aux = args[0].take()
         else:
             x, y, aux = self._prepare(args[0], args[1], args[2:], aux_kwargs)
+        if mode in ('CG', 'LBFGS'):
+            self._compute_precision = 'fp32'  # their line searches compare losses closely
         closure = self._closure(x, y, aux, repeatable=optimizer.repeatable_closure)
         self.train()
         try:
             loss, instance = optimizer.step(closure)
         finally:
             self.eval()
+            self._compute_precision = self.precision
         if update_loss:
             loss, _, instance, _ = self._evaluate(x, y, aux)
         loss = np.float32(float(loss))  # NumPy cannot read a GPU tensor itself

@@ -309,6 +309,14 @@ def _gpu(v):
     return v
 
 
+def _mixed_precision(v):
+    if v is False or v is None:
+        return False
+    if v in ('bf16', 'fp16'):
+        return v
+    raise _Invalid("must be False (float32), 'bf16' or 'fp16'")
+
+
 def _save_name(v):
     v = _str(v)
     if not v or os.sep in v or (os.altsep and os.altsep in v):

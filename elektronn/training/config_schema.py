@@ -18,7 +18,7 @@ from collections import namedtuple
 from elektronn.training.config_checks import (
     MAX_SIZE, _FRACTION, _POSITIVE, _activation, _background_processes, _bool, _choice, _class_weights, _data_class,
     _desired_input, _dict, _downsample, _dropout, _files, _gpu, _history_freq, _int, _list_of, _lr_schedule, _mfp,
-    _number, _optional, _pooling_mode, _save_name, _segmentation_metrics, _settings, _shape_list, _str, _warp_on,
+    _mixed_precision, _number, _optional, _pooling_mode, _save_name, _segmentation_metrics, _settings, _shape_list, _str, _warp_on,
     _weight_decay)
 
 __all__ = ['MASTER_PARAMS', 'master_defaults', 'DEFAULT_SAVE_ROOT', 'MODES', 'TARGETS', 'OPTIMIZER_NAMES',
@@ -65,6 +65,11 @@ MASTER_PARAMS = (
     _p('plot_on', True, _S_SETUP, '', 'Plot the training progress (PNG files in the save directory) at every '
        'history step.', _bool),
     _p('print_status', True, _S_SETUP, '', 'Print a status line at every history step.', _bool),
+    _p('mixed_precision', False, _S_SETUP, '', "Compute precision of training: False (float32, as ELEKTRONN 1.x), "
+       "'bf16' or 'fp16' (autocast of the forward and backward pass; parameters, optimiser states and the loss stay "
+       'float32; fp16 with loss scaling; CG and LBFGS steps in float32). Where the device has no native support '
+       '(CPUs without AVX512_BF16/AMX, GPUs below compute capability 8.0 for bf16) training falls back to float32 '
+       'with a warning.', _mixed_precision),
     _p('tensorboard', False, _S_SETUP, '', 'Also write the history values (losses, errors, LR, step times, '
        'segmentation scores) and the preview images to <save_path>/tensorboard/ for TensorBoard '
        '(needs the tensorboard package; rank 0 of a distributed run).', _bool),

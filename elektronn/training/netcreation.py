@@ -76,6 +76,8 @@ def createNet(config, input_size, n_ch, n_lab, dimension_calc):
         cnn.setDropoutRates(rates)
     if config.param_file is not None:
         cnn.loadParameters(config.param_file)
+    if config.mixed_precision:
+        cnn.setPrecision(config.mixed_precision)
     return cnn
 
 

@@ -143,7 +143,7 @@ def _trained_params(config, param_file, option):
 
 
 def create_predncnn(config_file, n_ch, n_lab, gpu=None, override_MFP_to_active=False, imposed_input_size=None,
-                    param_file=None):
+                    param_file=None, precision='auto'):
     """Rebuild the network of a training config and load its trained parameters.
 
     The config is read with the existing save directory (nothing is backed up, replaced or
@@ -169,6 +169,9 @@ def create_predncnn(config_file, n_ch, n_lab, gpu=None, override_MFP_to_active=F
             ``override_MFP_to_active``) any size of at least the field of view is used exactly;
             otherwise the nearest valid size, as for ``desired_input``.
         param_file: Parameters to load instead of the run's newest parameter file.
+        precision: The precision of its predictions (see
+            :meth:`~elektronn.net.convnet.MixedConvNN.setPrecision`): ``'auto'`` (bf16 where the
+            device computes it natively, else float32), ``'fp32'``, ``'bf16'`` or ``'fp16'``. Printed.
 
     Returns:
         The compiled :class:`~elektronn.net.convnet.MixedConvNN` with the trained parameters.
@@ -181,10 +184,10 @@ def create_predncnn(config_file, n_ch, n_lab, gpu=None, override_MFP_to_active=F
     config = _prediction_config(config_file, gpu, override_MFP_to_active, imposed_input_size)
     path = _trained_params(config, param_file, 'param_file')
     config.init_device()
-    return _build(config, n_ch, n_lab, path)
+    return _build(config, n_ch, n_lab, path, precision)
 
 
-def _build(config, n_ch, n_lab, param_path):
+def _build(config, n_ch, n_lab, param_path, precision):
     from elektronn.training.netcreation import createNet
     if config.mode != 'vect-scalar':
         cnn = createNet(config, config.patch_size, n_ch, n_lab, config.dimensions)
@@ -198,6 +201,7 @@ def _build(config, n_ch, n_lab, param_path):
     except ValueError as e:
         raise ValueError('%s does not fit the network of %s built with n_ch=%r, n_lab=%r: %s'
                          % (param_path, config.config_file, n_ch, n_lab, e)) from None
+    cnn.setPrecision(precision)
     return cnn
 
 
@@ -218,7 +222,8 @@ def _trained_shape(param_path):
 
 def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_raw=False, as_uint8=False,
                 memory_gb=DEFAULT_MEMORY_GB, block_shape=None, resume=False, overwrite=False, gpu=None,
-                show_progress=True, progress_interval=None, workers=None, threads=None, scheduler=None, client=None):
+                show_progress=True, progress_interval=None, workers=None, threads=None, scheduler=None, client=None,
+                precision='auto'):
     """``elektronn-predict``: predict a volume (HDF5 or Zarr) with a trained network, block by block.
 
     Args:
@@ -238,6 +243,9 @@ def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_
             workers; on an existing cluster each worker's own thread count).
         scheduler: Address (``tcp://host:8786``) or scheduler file of an existing Dask cluster.
         client: A ``distributed.Client`` to use (instead of ``workers``/``scheduler``).
+        precision: ``'auto'`` (bf16 where the device computes it natively, else float32), ``'fp32'``,
+            ``'bf16'`` or ``'fp16'`` (see :mod:`elektronn.net.precision`); chosen again on each worker's
+            device, printed and recorded with the output.
         Others: as :func:`~elektronn.inference.volume_prediction.predict_volume`.
 
     Returns:
@@ -276,14 +284,15 @@ def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_
         raise PredictionError('input %s:%s has %i channel(s) (layout %s) but the network of %s was trained on %i'
                               % (input_path, input_key, in_ch, layout, param_path, n_ch))
     try:
-        cnn = _build(config, n_ch, n_lab, param_path)
-    except ValueError as e:  # parameters of another architecture than the config's
+        cnn = _build(config, n_ch, n_lab, param_path, precision)
+    except ValueError as e:  # parameters of another architecture than the config's (or a bad precision)
         raise PredictionError(str(e)) from None
     zxy_block = None if block_shape is None else tuple(block_shape)[-1:] + tuple(block_shape)[:-1]
     kwargs = dict(layout=layout, pad_raw=pad_raw, as_uint8=as_uint8, memory_gb=memory_gb, block_shape=zxy_block,
                   resume=resume, overwrite=overwrite, show_progress=show_progress,
                   progress_interval=progress_interval,
-                  info=dict(param_file=os.path.abspath(param_path), config_file=config.config_file))
+                  info=dict(param_file=os.path.abspath(param_path), config_file=config.config_file,
+                            precision=cnn.precision))
     if not distributed:
         return predict_volume(cnn, (input_path, input_key), (output_path, output_key), **kwargs)
     from elektronn.inference.runners import ClusterError, cluster_client

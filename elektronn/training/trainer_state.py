@@ -149,6 +149,7 @@ class ResumeStateMixin:
                     momentum=float(self.cnn.SGD_momentum), weight_decay=float(self.cnn.global_weightdecay),
                     seed_entropy=self.seed_seq.entropy, seeds_spawned=self.seed_seq.n_children_spawned,
                     params_file=os.path.basename(params),
+                    loss_scaler=self.cnn.loss_scaler.state_dict() if self.cnn.loss_scaler is not None else None,
                     params_sha256=_sha256(params) if os.path.exists(params) else None,
                     python_random=random.getstate(),
                     data_rng=data_rng.bit_generator.state if isinstance(data_rng, np.random.Generator) else None,
@@ -231,6 +232,8 @@ class ResumeStateMixin:
         cnn = self.cnn
         self._load_state_params(cnn, path, params, own_params, info.get('params_sha256'), info['loop'].get('step'))
         cnn.load_optimizer_state(optimizer)
+        if info.get('loss_scaler') is not None and cnn.loss_scaler is not None:  # fp16 runs
+            cnn.loss_scaler.load_state_dict(info['loss_scaler'])
         for mode, lr in info['lrs'].items():
             cnn.setLR(lr, mode=mode)
         cnn.setSGDMomentum(info['momentum'])
