@@ -93,9 +93,10 @@ def auto_precision(device):
     return 'bf16' if native('bf16', device) else 'fp32'
 
 
-def resolve(precision, device, what='precision'):
+def resolve(precision, device, what='precision', stacklevel=3):
     """The precision to use on ``device``: ``precision`` (``'auto'`` allowed) where it is native, else
-    float32 with a warning that names the missing feature."""
+    float32 with a warning that names the missing feature (``stacklevel`` as for :func:`warnings.warn`, counted
+    from this function: 3 points at the caller of the function that calls this one)."""
     precision = canonical(precision, what, allow_auto=True)
     if precision == 'auto':
         return auto_precision(device)
@@ -105,7 +106,7 @@ def resolve(precision, device, what='precision'):
     needs = ('CPU flags %s' % ' or '.join(_CPU_FLAGS[precision]) if device.type == 'cpu'
              else 'compute capability %s' % ('8.0' if precision == 'bf16' else '7.0'))
     warnings.warn('%s=%r: %s has no native %s arithmetic (it needs %s); it would be emulated and slower than '
-                  'float32, so float32 is used' % (what, precision, device, precision, needs), stacklevel=3)
+                  'float32, so float32 is used' % (what, precision, device, precision, needs), stacklevel=stacklevel)
     return 'fp32'
 
 

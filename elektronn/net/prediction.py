@@ -223,7 +223,7 @@ def predict_dense(cnn, raw_img, show_progress=True, offset=None, as_uint8=False,
     if precision is None:
         used = cnn.precision
     else:
-        used = _precision.resolve(precision, cnn.device, 'predictDense: precision')
+        used = _precision.resolve(precision, cnn.device, 'predictDense: precision', stacklevel=4)
     n = cnn.n_dim
     layout = '(ch, x, y) or (ch, x, y, z)' if n == 2 else '(ch, x, y, z)'
     raw = np.asarray(raw_img)
