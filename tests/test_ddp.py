@@ -41,13 +41,14 @@ def _batches(step):
             for _ in range(2)]
 
 
-def _replica_main(rank, port, out):
+def _replica_main(rank, port, out, precision='fp32'):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE='2',
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     ctx = distributed.setup(cuda=False)
     try:
         cnn = _small_net(seed=rank)  # different weights: DDP must broadcast rank 0's
+        cnn.setPrecision(precision)
         distributed.replicate(cnn, ctx)
         for step in range(K_STEPS):
             cnn.trainingStep(*_batches(step)[rank], mode='SGD')
@@ -57,9 +58,13 @@ def _replica_main(rank, port, out):
         distributed.shutdown()
 
 
-def test_ddp_equals_one_process_on_the_concatenated_batches(tmp_path):
-    _spawn(_replica_main, (_free_port(), str(tmp_path)))
+# bf16: the two halves of a batch are computed in bf16 apart or together (other kernels, other roundings)
+@pytest.mark.parametrize('precision, atol', [('fp32', 1e-5), ('bf16', 2e-3)])
+def test_ddp_equals_one_process_on_the_concatenated_batches(tmp_path, monkeypatch, precision, atol):
+    monkeypatch.setenv('ELEKTRONN_CPU_FLAGS', 'avx512_bf16')  # the spawned ranks inherit it
+    _spawn(_replica_main, (_free_port(), str(tmp_path), precision))
     cnn = _small_net(seed=0)
+    cnn.setPrecision(precision)
     for step in range(K_STEPS):
         (d0, l0), (d1, l1) = _batches(step)
         cnn.trainingStep(np.concatenate([d0, d1]), np.concatenate([l0, l1]), mode='SGD')
@@ -70,7 +75,7 @@ def test_ddp_equals_one_process_on_the_concatenated_batches(tmp_path):
             got = [f['arr_%i' % k] for k in range(len(reference))]
         for g, r, init in zip(got, reference, initial):
             assert not np.allclose(r, init)  # training moved the parameters
-            np.testing.assert_allclose(g, r, rtol=0, atol=1e-5)
+            np.testing.assert_allclose(g, r, rtol=0, atol=atol)
 
 
 def test_context_from_the_environment():
