@@ -10,9 +10,9 @@ other child processes) -- reaches the budget. Then the whole validation stack is
 
 Figures (one JSON line each):
 
-* ``isbi2012_valid_pixel_error``: the pixel error on the validation slices and the error of the
-  all-background baseline (predicting "no membrane" everywhere) on the same voxels, with the
-  membrane F1 at probability 0.5; ``--precision bf16`` trains in bf16 (config key
+* ``isbi2012_valid_pixel_error``: the pixel error on the validation slices (predicted in float32)
+  and the error of the all-background baseline (predicting "no membrane" everywhere) on the same
+  voxels, with the membrane F1 at probability 0.5; ``--precision bf16`` trains in bf16 (config key
   ``mixed_precision``), for the accuracy of reduced-precision training on the same CPU budget.
 * ``isbi2012_prediction_precision``: the trained network's validation prediction in float32 and in
   bf16 (``predictDense(precision=...)``): the largest probability difference, and pixel error and
@@ -53,10 +53,14 @@ def dense_valid_scores(trainer, precision=None):
     raw, lab = data.valid_d[0], data.valid_l[0]              # (z, ch, x, y), (z, x, y), same size
     with contextlib.redirect_stdout(io.StringIO()):
         prob = cnn.predictDense(np.ascontiguousarray(raw.transpose(1, 2, 3, 0)), precision=precision)
-    off = [int(o) for o in trainer.config.dimensions.offset]  # (z, x, y)
-    z, x, y = lab.shape
-    lab = lab[off[0]:z - off[0], off[1]:x - off[1], off[2]:y - off[2]]
-    pred = prob.argmax(axis=0).transpose(2, 0, 1)             # (z', x', y')
+    off = np.array([int(o) for o in trainer.config.dimensions.offset])  # (z, x, y)
+    pred = prob.argmax(axis=0).transpose(2, 0, 1)             # (z', x', y'): raw voxel j + off
+    # label voxel i is raw voxel i + origin (cubes are registered by position; ISBI's are the same size)
+    origin = getattr(data._valid[0], 'origin', None)
+    start = (np.zeros(3, int) if origin is None else np.asarray(origin)) - off   # label voxel 0 in pred
+    lo, hi = np.maximum(start, 0), np.minimum(start + lab.shape, pred.shape)
+    pred = pred[tuple(slice(a, b) for a, b in zip(lo, hi))]
+    lab = lab[tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start))]
     assert pred.shape == lab.shape, (pred.shape, lab.shape)
     known = lab >= 0
     truth, found = lab[known] != 0, pred[known] != 0
@@ -87,7 +91,7 @@ def main():
     trainer = example_trainer(EXAMPLES[args.example], os.path.join(workdir, 'bench_config.py'),
                               os.path.join(workdir, 'run'), mixed_precision=precision_override(args))
     training = train_for_cpu_budget(trainer, 60.0 * args.cpu_minutes)
-    scores = dense_valid_scores(trainer)
+    scores = dense_valid_scores(trainer, precision='fp32')  # the training's effect alone; bf16 prediction below
     c = trainer.config
     emit(figure='%s_valid_pixel_error' % args.example, valid_pixel_error=round(scores['error'], 4),
          all_background_error=round(scores['baseline'], 4), ratio_to_baseline=round(scores['error'] /
@@ -96,7 +100,7 @@ def main():
          **training, wall_seconds=round(time.time() - t_wall, 1), input=list(c.patch_size), warp_on=c.warp_on,
          background_processes=c.background_processes, optimizer=c.optimizer, LR=c.SGD_params.get('LR'))
     # the same trained network predicting in float32 and in bf16 (the prediction tools' choice on native hardware)
-    by_precision = {p: dense_valid_scores(trainer, precision=p) for p in ('fp32', 'bf16')}
+    by_precision = dict(fp32=scores, bf16=dense_valid_scores(trainer, precision='bf16'))
     fp32, bf16 = by_precision['fp32'], by_precision['bf16']
     emit(figure='%s_prediction_precision' % args.example, training_precision=trainer.cnn.precision,
          max_abs_dp=float(np.abs(bf16['prob'] - fp32['prob']).max()),

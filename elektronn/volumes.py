@@ -23,14 +23,14 @@ import os
 
 import numpy as np
 
+from elektronn import ome_zarr
+from elektronn.ome_zarr import OME_VERSION
+
 __all__ = ['VolumeError', 'Container', 'Volume', 'parse_spec', 'storage_format', 'open_container', 'open_volume',
            'describe', 'same_file', 'open_pair', 'close_pair', 'HDF5_SUFFIXES', 'ZARR_SUFFIXES', 'OME_VERSION']
 
 HDF5_SUFFIXES = ('.h5', '.hdf5', '.hdf')
 ZARR_SUFFIXES = ('.zarr',)
-#: The OME-Zarr (NGFF) version of the metadata written with new images in format v2 stores (v3 stores
-#: get NGFF 0.5, its successor for that format).
-OME_VERSION = '0.4'
 #: Compression of new Zarr arrays: Blosc with zstd (fast, about as small as gzip on EM data).
 _ZARR_COMPRESSION = dict(cname='zstd', clevel=3)
 #: Attribute names under which HDF5 and Zarr files of the field store the voxel size.
@@ -249,14 +249,14 @@ class Container:
             raise VolumeError('%s %s has no dataset %r (it has: %s)'
                               % (self.what, self.path, key, ', '.join(names) or 'no datasets'))
         if kind == 'group':
-            scale0 = _ome_first_scale(self._attrs(node))
+            scale0 = ome_zarr.first_scale_path(self._attrs(node))
             if scale0 is None or self.kind(_join(key, scale0)) != 'array':
                 names = self._group_arrays(key)
                 raise VolumeError('%s %s is a group, not a dataset (its datasets: %s); give the key of an array'
                                   % (self.what, name, ', '.join(names) or 'none'))
             vol = self.volume(_join(key, scale0))
             vol.image_key, vol.name = key, name
-            vol._ome = _ome_transform(self._attrs(node), 0)
+            vol._ome = ome_zarr.scale_transform(self._attrs(node), 0)
             return vol
         return Volume(self, key, node)
 
@@ -299,7 +299,7 @@ class Container:
                                      % (len(ome_axes), len(shape)))
                 array_key = _join(key, '0')
                 group = self._require_group(key)
-                self._set_attrs(group, _ome_image_attrs(ome_axes, voxel_size, translation, key.split('/')[-1],
+                self._set_attrs(group, ome_zarr.image_attrs(ome_axes, voxel_size, translation, key.split('/')[-1],
                                                         self.zarr_format))
             node = self._create_array(array_key, shape, np.dtype(dtype), chunks, fill_value, allocate,
                                       None if ome_axes is None else [a[0] for a in ome_axes])
@@ -312,7 +312,7 @@ class Container:
         vol = Volume(self, array_key, node)
         if array_key != key:
             vol.image_key, vol.name = key, name
-            vol._ome = _ome_transform(self._attrs(group), 0)
+            vol._ome = ome_zarr.scale_transform(self._attrs(group), 0)
         return vol
 
     def require_volume(self, key, shape, dtype, **kwargs):
@@ -633,69 +633,3 @@ class Volume:
 
 def _where(index):
     return ' at %s' % (index,) if index not in ((), Ellipsis) else ''
-
-
-# ----------------------------------------------------------------------------------------------------
-# OME-Zarr (NGFF 0.4) image metadata
-# ----------------------------------------------------------------------------------------------------
-def _ome_image_attrs(axes, voxel_size=None, translation=None, name=None, zarr_format=2):
-    """Attributes of an OME-Zarr image group with one scale, the array ``'0'``: NGFF 0.4 in a
-    format v2 store, NGFF 0.5 (the same, under ``'ome'``) in a format v3 store."""
-    unit = None
-    if voxel_size is not None and len(voxel_size) == 2 and not np.isscalar(voxel_size[0]):
-        voxel_size, unit = voxel_size
-    n = len(axes)
-    scale = [1.0] * n if voxel_size is None else [float(v) for v in voxel_size]
-    if len(scale) != n:
-        raise ValueError('voxel_size has %i entries for %i axes' % (len(scale), n))
-    transforms = [{'type': 'scale', 'scale': scale}]
-    if translation is not None:
-        transforms.append({'type': 'translation', 'translation': [float(t) for t in translation]})
-    ome_axes = []
-    for axis_name, axis_type in axes:
-        entry = {'name': axis_name, 'type': axis_type}
-        if axis_type == 'space' and unit:
-            entry['unit'] = unit
-        ome_axes.append(entry)
-    multiscale = {'axes': ome_axes, 'datasets': [{'path': '0', 'coordinateTransformations': transforms}]}
-    if name:
-        multiscale['name'] = name
-    if zarr_format == 3:
-        return {'ome': {'version': '0.5', 'multiscales': [multiscale]}}
-    return {'multiscales': [dict(multiscale, version=OME_VERSION)]}
-
-
-def _multiscales(attrs):
-    try:
-        ms = attrs.get('multiscales')
-        if ms is None and isinstance(attrs.get('ome'), dict):  # NGFF 0.5 (Zarr v3)
-            ms = attrs['ome'].get('multiscales')
-        return ms[0] if ms else None
-    except (AttributeError, TypeError, KeyError, IndexError):
-        return None
-
-
-def _ome_first_scale(attrs):
-    """The path of the first (full-resolution) scale of an OME-Zarr image group, or ``None``."""
-    ms = _multiscales(attrs)
-    try:
-        return str(ms['datasets'][0]['path'])
-    except (TypeError, KeyError, IndexError):
-        return None
-
-
-def _ome_transform(attrs, level):
-    """``(scale, translation, unit)`` of scale ``level`` of an OME-Zarr image (entries may be ``None``)."""
-    ms = _multiscales(attrs)
-    scale = translation = unit = None
-    try:
-        for t in ms['datasets'][level].get('coordinateTransformations', []):
-            if t.get('type') == 'scale':
-                scale = [float(v) for v in t['scale']]
-            elif t.get('type') == 'translation':
-                translation = [float(v) for v in t['translation']]
-        units = [a.get('unit') for a in ms.get('axes', []) if isinstance(a, dict) and a.get('type') == 'space']
-        unit = units[0] if units and units[0] else None
-    except (TypeError, KeyError, IndexError, AttributeError):
-        pass
-    return scale, translation, unit
