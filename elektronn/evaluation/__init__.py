@@ -15,17 +15,19 @@ and the scores are averaged, weighting sections equally.
 * :func:`variation_of_information` (CREMI): split = H(seg | gt), merge = H(gt | seg), in bits.
 * :func:`segmentation_scores` (all of these, 3D or per section), :func:`per_section`,
   :func:`worst_errors` (the largest splits and merges by their VOI share).
-* :func:`boundary_prf` and :func:`best_boundary_prf`: pixel precision, recall and F1 of the
+* :func:`boundary_prf` and :func:`best_boundary_prf` (:mod:`elektronn.evaluation.boundary`): pixel precision, recall and F1 of the
   thresholded map against a 0/1 membrane ground truth, at one threshold or the best one;
   :func:`gt_segmentation_from_boundaries` turns such a membrane map into a gt segmentation.
-* :func:`evaluate` (everything that applies) and :func:`format_table` (a text table), as used by
+* :func:`evaluate` (everything that applies) and :func:`format_table` (a text table;
+  :mod:`elektronn.evaluation.report`), as used by
   ``elektronn-evaluate``; :mod:`elektronn.evaluation.figures` draws its ``--png`` figure.
 """
-from elektronn.evaluation.metrics import (DEFAULT_THRESHOLDS, SCORE_KEYS, Contingency, NothingToScore,
-                                          adapted_rand_error, best_boundary_prf, boundary_prf, contingency,
-                                          evaluate, format_table, gt_segmentation_from_boundaries, per_section,
-                                          rand_scores, segmentation_scores, variation_of_information,
+from elektronn.evaluation.boundary import (DEFAULT_THRESHOLDS, best_boundary_prf, boundary_prf,
+                                           gt_segmentation_from_boundaries)
+from elektronn.evaluation.metrics import (SCORE_KEYS, Contingency, NothingToScore, adapted_rand_error, contingency,
+                                          per_section, rand_scores, segmentation_scores, variation_of_information,
                                           worst_errors)
+from elektronn.evaluation.report import evaluate, format_table
 
 __all__ = ['DEFAULT_THRESHOLDS', 'SCORE_KEYS', 'Contingency', 'NothingToScore', 'adapted_rand_error',
            'best_boundary_prf', 'boundary_prf', 'contingency', 'evaluate', 'format_table',
