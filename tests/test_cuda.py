@@ -183,3 +183,28 @@ def test_resume_continues_the_dropout_masks_on_the_gpu(tmp_path, gpu_default, de
     close_params(second.cnn, whole.cnn, rtol=1e-5, atol=1e-6)  # the same batches and dropout masks
     np.testing.assert_allclose(np.array(second.timeline)[:, 3], np.array(whole.timeline)[:, 3], rtol=1e-5)
     assert os.path.exists(second._file('-LAST.state.h5'))
+
+
+@pytest.mark.parametrize('n_dim', [2, 3])
+@pytest.mark.parametrize('precision', ['bf16', 'fp16'])
+def test_reduced_precision_on_the_gpu_agrees_with_float32(n_dim, precision):
+    if precision == 'bf16' and torch.cuda.get_device_capability(CUDA) < (8, 0):
+        pytest.skip('bf16 needs compute capability 8.0')
+    exact = conv_net(n_dim).to(CUDA)
+    reduced = twin(exact, n_dim).to(CUDA)
+    assert reduced.setPrecision(precision) == precision
+    fmt = torch.channels_last if n_dim == 2 else torch.channels_last_3d
+    assert reduced.memory_format == fmt  # tensor-core kernels want channels-last
+    x, y = batches(exact, 1)[0]
+    p32, p16 = exact.class_probabilities(x), reduced.class_probabilities(x)
+    assert p16.dtype == np.float32 and np.abs(p16 - p32).max() < 2e-2
+    loss32, _, _ = exact.trainingStep(x, y, mode='SGD')
+    loss16, _, _ = reduced.trainingStep(x, y, mode='SGD')
+    assert loss16 == pytest.approx(loss32, rel=2e-2)
+    assert {p.dtype for p in reduced.params} == {torch.float32}
+    close_params(exact, reduced, rtol=5e-2, atol=5e-3)
+    if n_dim == 3:  # a conv output: dense prediction of a (ch, x, y, z) volume
+        raw = np.random.default_rng(0).random((1, 16, 16, 8), dtype=np.float32)
+        d32 = exact.predictDense(raw, show_progress=False)
+        d16 = exact.predictDense(raw, precision=precision, show_progress=False)
+        assert d16.shape == d32.shape and np.abs(d16 - d32).max() < 2e-2
