@@ -105,6 +105,12 @@ def _gpus_value(text):
     return _gpu_value(text) if gpus is None else gpus
 
 
+def _tta_mode(text):
+    if text in ('xy', 'xyz'):
+        return text
+    raise argparse.ArgumentTypeError("give xy or xyz (or --tta alone), not %r" % text)
+
+
 def _parser():
     p = argparse.ArgumentParser(
         prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG,
@@ -143,6 +149,11 @@ def _parser():
                    help='arithmetic of the prediction: auto (default) is bf16 where the device computes it natively '
                         '(CPUs with AVX512_BF16 or AMX, GPUs of compute capability 8.0 and higher), else fp32; '
                         'fp16 on GPUs')
+    p.add_argument('--tta', nargs='?', const=True, default=False, choices=(True, 'xy', 'xyz'), type=_tta_mode,
+                   help='test-time augmentation: average the predictions of the flipped and xy-transposed input '
+                        '(8 transforms; xyz: also flipped along z, 16, for isotropic data; without a value: xyz for '
+                        '3D networks with the same field of view along z, x and y, else xy); costs that many '
+                        'predictions')
     p.add_argument('--threads', type=_positive_int, metavar='T',
                    help='computing threads per worker (default: with --workers the cores divided by the workers, '
                         "with --scheduler each worker's own thread count)")
@@ -170,7 +181,8 @@ def _run(args):
                     pad_raw=args.pad_raw, as_uint8=args.uint8,
                     memory_gb=DEFAULT_MEMORY_GB if args.memory_gb is None else args.memory_gb,
                     block_shape=args.block_shape, resume=args.resume, overwrite=args.overwrite, gpu=args.gpu,
-                    workers=args.workers, threads=args.threads, scheduler=args.scheduler, precision=args.precision)
+                    workers=args.workers, threads=args.threads, scheduler=args.scheduler, precision=args.precision,
+                    tta=args.tta)
     except (PredictionError, ConfigError, FileNotFoundError, ConnectionError) as e:
         error(PROG, e)
         return 2

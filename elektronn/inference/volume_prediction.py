@@ -62,7 +62,8 @@ from elektronn import __version__
 from elektronn import volumes
 from elektronn.inference.blocks import BlockLedger, BlockPlan, even_blocks
 from elektronn.inference.runners import BlockRunError, BlockTask, run_blocks, worker_threads
-from elektronn.net.prediction import dense_geometry
+from elektronn.net import tta as _tta
+from elektronn.net.prediction import affinity_edges, dense_geometry
 from elektronn.training.cubes import spatial_file_axes
 from elektronn.utils import atomic_path
 
@@ -80,7 +81,9 @@ DEFAULT_MEMORY_GB = 1.0
 INFO_ATTR = 'elektronn_prediction'
 #: Entries of that record a resumed run must match.
 _RESUME_KEYS = ('input_key', 'input_shape', 'input_dtype', 'layout', 'pad_raw', 'dtype', 'fov_zxy', 'n_out',
-                'network_sha256')
+                'network_sha256', 'tta_transforms')
+#: Values of record entries that outputs of older versions lack.
+_RECORD_DEFAULTS = {'tta_transforms': 1}
 #: Bytes the estimate adds to every block: scratch memory of the convolution library and the
 #: allocator (measured on the CPU: about 150 MB after the first pass, independent of the block).
 _BLOCK_OVERHEAD_BYTES = 160 * 2 ** 20
@@ -356,8 +359,12 @@ class _OutputFormat:
         return np.ascontiguousarray(prob.transpose([_COMPUTED_AXES.index(n) for n in self.names]))
 
 
-def _predict_block(cnn, raw):
-    """``(n_out, z', x', y')`` float32 probabilities of a ``(z, ch, x, y)`` input region."""
+def _predict_block(cnn, raw, transforms=None):
+    """``(n_out, z', x', y')`` float32 probabilities of a ``(z, ch, x, y)`` input region (averaged over the
+    test-time augmentation ``transforms``, if any: the output has every valid window, so no flip needs padding)."""
+    if transforms is not None and len(transforms) > 1:
+        return _tta.average(lambda view: _predict_block(cnn, view.transpose(1, 0, 2, 3)), raw.transpose(1, 0, 2, 3),
+                            transforms, n_edges=affinity_edges(cnn))
     if cnn.n_dim == 2:
         return np.asarray(cnn.class_probabilities(raw)).transpose(1, 0, 2, 3)
     return np.asarray(cnn.class_probabilities(raw[None]))[0]
@@ -381,8 +388,9 @@ class PredictionTask(BlockTask):
     """
 
     def __init__(self, cnn, input_path, input_key, layout, pad, output_path, output_key, fmt, plan, threads=None,
-                 worker_device='cpu'):
+                 worker_device='cpu', transforms=None):
         super().__init__(threads)
+        self.transforms = transforms  # test-time augmentation (None: off)
         self.cnn, self.input_path, self.input_key, self.layout, self.pad = cnn, input_path, input_key, layout, pad
         self.output_path, self.output_key, self.fmt, self.plan = output_path, output_key, fmt, plan
         self.worker_device = worker_device
@@ -418,7 +426,7 @@ class PredictionTask(BlockTask):
 
     def run_block(self, state, number, start, stop):
         raw = state.volume.read(start, self.plan.input_stop(stop))
-        prob = _predict_block(self.cnn, raw)
+        prob = _predict_block(self.cnn, raw, self.transforms)
         expected = tuple(b - a for a, b in zip(start, stop))
         if prob.shape[1:] != expected:
             raise RuntimeError('block %i: the network gave %s predictions for the region %s..%s, expected %s'
@@ -434,7 +442,7 @@ class PredictionTask(BlockTask):
 
 def predict_volume(cnn, input_spec, output_spec, layout='xyz', pad_raw=False, as_uint8=False,
                    memory_gb=DEFAULT_MEMORY_GB, block_shape=None, resume=False, overwrite=False, show_progress=True,
-                   progress_interval=None, info=None, client=None, threads=None, worker_device=None):
+                   progress_interval=None, info=None, client=None, threads=None, worker_device=None, tta=False):
     """Predict the volume ``input_spec`` block by block into ``output_spec``.
 
     Args:
@@ -460,6 +468,8 @@ def predict_volume(cnn, input_spec, output_spec, layout='xyz', pad_raw=False, as
         threads: Computing threads of each worker (default: as the cluster was started).
         worker_device: Where the workers run the network: ``'cpu'`` or ``'cuda'`` (default: the
             kind of device the network is on).
+        tta: Test-time augmentation of every block: ``False``, ``True``, ``'xy'`` or ``'xyz'`` (see
+            :mod:`elektronn.net.tta`); recorded with the output (a resumed run must use the same).
 
     Returns:
         A dict with ``blocks``, ``computed``, ``skipped``, ``seconds``, ``voxels`` (computed),
@@ -473,7 +483,7 @@ def predict_volume(cnn, input_spec, output_spec, layout='xyz', pad_raw=False, as
     try:
         return _predict_volume(cnn, input_spec, output_spec, layout, pad_raw, as_uint8, memory_gb, block_shape,
                                resume, overwrite, show_progress, progress_interval, info, client, threads,
-                               worker_device)
+                               worker_device, tta)
     except volumes.VolumeError as e:
         raise PredictionError(str(e)) from None
     except BlockRunError as e:
@@ -501,7 +511,7 @@ def _spec(spec, what, default_key=None):
 
 
 def _predict_volume(cnn, input_spec, output_spec, layout, pad_raw, as_uint8, memory_gb, block_shape, resume,
-                    overwrite, show_progress, progress_interval, info, client, threads, worker_device):
+                    overwrite, show_progress, progress_interval, info, client, threads, worker_device, tta):
     if resume and overwrite:
         raise PredictionError('resume and overwrite exclude each other')
     input_path, input_key = _spec(input_spec, 'input')
@@ -518,6 +528,10 @@ def _predict_volume(cnn, input_spec, output_spec, layout, pad_raw, as_uint8, mem
     try:
         probe = fin.volume(input_key)
         geom = _Geometry(cnn, pad_raw)
+        try:
+            transforms, tta_note = _tta.plan(tta, geom.fov, cnn.n_dim)
+        except ValueError as e:
+            raise PredictionError(str(e)) from None
         volume = InputVolume(probe, layout, geom.pad, probe.name)
         _check_volume(cnn, volume, geom)
         pred_shape = tuple(p - 2 * o for p, o in zip(volume.padded, geom.offset))
@@ -527,7 +541,8 @@ def _predict_volume(cnn, input_spec, output_spec, layout, pad_raw, as_uint8, mem
                       input_shape=list(volume.shape), input_dtype=str(probe.dtype), layout=layout,
                       pad_raw=bool(pad_raw), dtype='uint8' if as_uint8 else 'float32', fov_zxy=list(geom.fov),
                       offset_zxy=list(geom.offset), origin_zxy=[o - p for o, p in zip(geom.offset, geom.pad)],
-                      n_out=fmt.n_out, network_sha256=network_checksum(cnn), elektronn_version=__version__)
+                      n_out=fmt.n_out, network_sha256=network_checksum(cnn), elektronn_version=__version__,
+                      tta_transforms=len(transforms))
         if block_shape is not None:
             block = tuple(max(1, min(int(b), p)) for b, p in zip(block_shape, pred_shape))
             plan = BlockPlan(pred_shape, block, geom.fov)
@@ -551,8 +566,11 @@ def _predict_volume(cnn, input_spec, output_spec, layout, pad_raw, as_uint8, mem
     logger.info('Predicting %s -> %s (x, y, z) in %i blocks of %s (x, y, z)%s',
                 _xyz(volume.padded) if any(volume.pad) else _xyz(volume.spatial), _xyz(plan.pred_shape), plan.n_blocks,
                 _xyz(plan.block), '' if not n_done else '; %i already done' % n_done)
+    if len(transforms) > 1:
+        logger.info('%s', _tta.describe(transforms, tta_note))
     task = PredictionTask(cnn, input_path, input_key, layout, geom.pad, output_path, output_key, fmt, plan,
-                          threads=threads, worker_device=worker_device or cnn.device.type)
+                          threads=threads, worker_device=worker_device or cnn.device.type,
+                          transforms=transforms if len(transforms) > 1 else None)
     if todo:
         stats = run_blocks(task, todo, client=client, total_blocks=plan.n_blocks, show_progress=show_progress,
                            progress_interval=progress_interval, what='Predicting', verb='predicted')
@@ -645,8 +663,8 @@ def _output(container, path, key, plan, fmt, record, voxel_size, resume, overwri
         return plan, np.zeros(plan.n_blocks, bool)
     out = container.volume(key)
     saved = _saved_record(container, out, key, done_key, name)
-    diffs = ['%s: %r (now %r)' % (k, saved.get(k), record.get(k))
-             for k in _RESUME_KEYS if saved.get(k) != record.get(k)]
+    diffs = ['%s: %r (now %r)' % (k, saved.get(k, _RECORD_DEFAULTS.get(k)), record.get(k))
+             for k in _RESUME_KEYS if saved.get(k, _RECORD_DEFAULTS.get(k)) != record.get(k)]
     if diffs:
         raise PredictionError('output dataset %s holds another prediction; it differs in %s. Use --overwrite to '
                               'replace it or choose another output' % (name, '; '.join(diffs)))

@@ -38,6 +38,7 @@ import torch
 
 from elektronn import log
 from elektronn.net import precision as _precision
+from elektronn.net import tta as _tta
 from elektronn.net.layers.conv import _ConvLayer
 from elektronn.net.netutils import _receptive_fields
 from elektronn.utils import pprinttime
@@ -181,8 +182,10 @@ class _Progress:
 
     def __init__(self, total, show, t0):
         self.total, self.show, self.t0, self.last = total, show, t0, -np.inf
+        self.done_before = 0  # tiles of earlier passes (test-time augmentation)
 
     def update(self, count):
+        count += self.done_before
         now = time.time()
         if not self.show or (count < self.total and now - self.last < _PROGRESS_INTERVAL) or not log.shows():
             return  # not asked for, drawn a moment ago, or the log level hides INFO (progress is INFO)
@@ -194,7 +197,8 @@ class _Progress:
         sys.stdout.flush()
 
 
-def predict_dense(cnn, raw_img, show_progress=True, offset=None, as_uint8=False, pad_raw=False, precision=None):
+def predict_dense(cnn, raw_img, show_progress=True, offset=None, as_uint8=False, pad_raw=False, precision=None,
+                  tta=False):
     """Predict every voxel of an image or volume; the engine of ``MixedConvNN.predictDense``.
 
     Args:
@@ -210,6 +214,10 @@ def predict_dense(cnn, raw_img, show_progress=True, offset=None, as_uint8=False,
         precision: ``'fp32'``, ``'bf16'``, ``'fp16'`` or ``'auto'`` (see :mod:`elektronn.net.precision`);
             ``None``: the network's (:meth:`~elektronn.net.convnet.MixedConvNN.setPrecision`). A
             reduced precision is printed.
+        tta: Test-time augmentation (see :mod:`elektronn.net.tta`): ``False``, ``True`` (the flips
+            and xy-transposes the training augmentation covers), ``'xy'`` (8 transforms) or ``'xyz'``
+            (16, isotropic 3D data): the mean of the predictions of the transformed inputs, each
+            transformed back. Costs that many predictions (printed).
 
     Returns:
         ``(n_lab, x', y'[, z'])`` class probabilities (for ``'regression'`` the activated outputs),
@@ -251,20 +259,54 @@ def predict_dense(cnn, raw_img, show_progress=True, offset=None, as_uint8=False,
     predictions = np.zeros((cnn.n_lab,) + _xyz(pred_shape), dtype=np.uint8 if as_uint8 else np.float32)
     pred_view = _zxy(predictions)
 
-    n_tiles = tuple(-(-p // t) for p, t in zip(pred_shape, geom.tile_output))
+    transforms, note = _tta.plan(tta, geom.fov, n, geom.strides)
+    n_tiles = _tile_counts(pred_shape, geom)
     total = int(np.prod(n_tiles))
     logger.info('Predicting img %s in %s Blocks: %s', (view.shape[0],) + _xyz(spatial), total, _xyz(n_tiles))
     if used != 'fp32':
         logger.info('Precision: %s', _precision.describe(used))
-    progress = _Progress(total, show_progress, t0)
+    if len(transforms) > 1:
+        logger.info('%s', _tta.describe(transforms, note))
+    progress = _Progress(total * len(transforms), show_progress, t0)
     before, cnn._compute_precision = cnn._compute_precision, used
     try:
-        _predict_tiles(cnn, view, geom, n_tiles, pred_shape, pred_view, scale, as_uint8, progress)
+        if len(transforms) == 1:
+            _predict_tiles(cnn, view, geom, n_tiles, pred_shape, pred_view, scale, as_uint8, progress)
+        else:
+            mean = _augmented_mean(cnn, view, geom, transforms, scale, progress)
+            pred_view[...] = np.clip(mean * 255, 0, 255).astype(np.uint8) if as_uint8 else mean
     finally:
         cnn._compute_precision = before
     logger.info(' - done')  # ends the progress line
     logger.info('Inference speed: %.3f MB or MPix /s\n', np.prod(pred_shape) / 1e6 / max(time.time() - t0, 1e-9))
     return predictions[..., 0] if single_image else predictions
+
+
+def _tile_counts(pred_shape, geom):
+    return tuple(-(-p // t) for p, t in zip(pred_shape, geom.tile_output))
+
+
+def affinity_edges(cnn):
+    """The number of edge directions of an affinity output (their channels are moved by TTA), else 0."""
+    target = cnn._target
+    return target.n_edges if getattr(target, 'name', None) in ('affinity', 'malis') else 0
+
+
+def _augmented_mean(cnn, view, geom, transforms, scale, progress):
+    """The mean prediction ``(n_out, z', x', y')`` over ``transforms`` of ``view`` (see :mod:`elektronn.net.tta`)."""
+    def predict(moved):
+        shape = geom.prediction_shape(moved.shape[1:])
+        out = np.zeros((cnn.n_lab,) + tuple(shape), dtype=np.float32)
+        n_tiles = _tile_counts(shape, geom)
+        _predict_tiles(cnn, moved, geom, n_tiles, shape, out, scale, False, progress)
+        progress.done_before += int(np.prod(n_tiles))
+        return out
+
+    def pad(t):
+        # an even field of view: the output is one window short on the far side, which a flip brings to the front
+        return tuple(1 if a in t.flips and geom.fov[a] % 2 == 0 else 0 for a in range(3))
+
+    return _tta.average(predict, view, transforms, pad, affinity_edges(cnn))
 
 
 def _predict_tiles(cnn, view, geom, n_tiles, pred_shape, pred_view, scale, as_uint8, progress):

@@ -298,7 +298,8 @@ class TrainingStepMixin:
         result = torch.cat(parts)
         return (result.float() if probabilities else result).cpu().numpy()
 
-    def predictDense(self, raw_img, show_progress=True, offset=None, as_uint8=False, pad_raw=False, precision=None):
+    def predictDense(self, raw_img, show_progress=True, offset=None, as_uint8=False, pad_raw=False, precision=None,
+                     tta=False):
         """Predict every voxel of an image ``(ch, x, y)`` or volume ``(ch, x, y, z)`` (xyz order; a 2D
         network predicts a volume slice by slice).
 
@@ -306,11 +307,12 @@ class TrainingStepMixin:
         uint8 scaled by 255 with ``as_uint8``), inset by the offset ``floor(fov / 2)`` per side, or
         of the input's shape with ``pad_raw`` (mirror padding). Prints the tiling, progress and speed.
         ``precision`` (``'fp32'``, ``'bf16'``, ``'fp16'``, ``'auto'``; default: the network's, see
-        :meth:`setPrecision`) is the precision of this prediction.
+        :meth:`setPrecision`) is the precision of this prediction. ``tta`` (``True``, ``'xy'``, ``'xyz'``)
+        averages the predictions of flipped and xy-transposed inputs (see :mod:`elektronn.net.tta`).
         See :func:`elektronn.net.prediction.predict_dense` for the details and the voxel alignment.
         """
         return predict_dense(self, raw_img, show_progress=show_progress, offset=offset, as_uint8=as_uint8,
-                             pad_raw=pad_raw, precision=precision)
+                             pad_raw=pad_raw, precision=precision, tta=tta)
 
     # ------------------------------------------------------------------------------------------------
     # Training

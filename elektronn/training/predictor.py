@@ -223,7 +223,7 @@ def _trained_shape(param_path):
 def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_raw=False, as_uint8=False,
                 memory_gb=DEFAULT_MEMORY_GB, block_shape=None, resume=False, overwrite=False, gpu=None,
                 show_progress=True, progress_interval=None, workers=None, threads=None, scheduler=None, client=None,
-                precision='auto'):
+                precision='auto', tta=False):
     """``elektronn-predict``: predict a volume (HDF5 or Zarr) with a trained network, block by block.
 
     Args:
@@ -246,6 +246,7 @@ def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_
         precision: ``'auto'`` (bf16 where the device computes it natively, else float32), ``'fp32'``,
             ``'bf16'`` or ``'fp16'`` (see :mod:`elektronn.net.precision`); chosen again on each worker's
             device, printed and recorded with the output.
+        tta: Test-time augmentation (``False``, ``True``, ``'xy'``, ``'xyz'``; see :mod:`elektronn.net.tta`).
         Others: as :func:`~elektronn.inference.volume_prediction.predict_volume`.
 
     Returns:
@@ -289,7 +290,7 @@ def predict_run(run, input_spec, output_spec, param_file=None, layout=None, pad_
         raise PredictionError(str(e)) from None
     zxy_block = None if block_shape is None else tuple(block_shape)[-1:] + tuple(block_shape)[:-1]
     kwargs = dict(layout=layout, pad_raw=pad_raw, as_uint8=as_uint8, memory_gb=memory_gb, block_shape=zxy_block,
-                  resume=resume, overwrite=overwrite, show_progress=show_progress,
+                  tta=tta, resume=resume, overwrite=overwrite, show_progress=show_progress,
                   progress_interval=progress_interval,
                   info=dict(param_file=os.path.abspath(param_path), config_file=config.config_file,
                             precision=cnn.precision))
