@@ -17,6 +17,8 @@ Figures (one JSON line each):
 * ``isbi2012_prediction_precision``: the trained network's validation prediction in float32 and in
   bf16 (``predictDense(precision=...)``): the largest probability difference, and pixel error and
   F1 of each.
+* ``isbi2012_tta``: the same network with test-time augmentation (``predictDense(tta=True)``, 8
+  transforms): pixel error, membrane F1 at 0.5 and at the best threshold, without and with.
 
 ``--example neuro_3d_synthetic`` runs the same on the embedded synthetic example (its validation
 cube), the figures then named ``neuro_3d_synthetic_...``.
@@ -46,27 +48,32 @@ from _pipeline_setup import (add_precision_argument, emit, example_trainer, prec
                              train_for_cpu_budget)
 
 
-def dense_valid_scores(trainer, precision=None):
-    """Pixel error, all-background error, membrane F1 at 0.5, #voxels and the probabilities of the validation
-    cube, predicted densely (in ``precision``; default: the network's)."""
+def dense_valid_scores(trainer, precision=None, tta=False):
+    """Pixel error, all-background error, membrane F1 at 0.5 and at the best threshold, #voxels and the
+    probabilities of the validation cube, predicted densely (in ``precision``, default the network's; with
+    test-time augmentation ``tta``)."""
+    from elektronn.evaluation import best_boundary_prf
     cnn, data = trainer.cnn, trainer.data
     raw, lab = data.valid_d[0], data.valid_l[0]              # (z, ch, x, y), (z, x, y), same size
     with contextlib.redirect_stdout(io.StringIO()):
-        prob = cnn.predictDense(np.ascontiguousarray(raw.transpose(1, 2, 3, 0)), precision=precision)
+        prob = cnn.predictDense(np.ascontiguousarray(raw.transpose(1, 2, 3, 0)), precision=precision, tta=tta)
     off = np.array([int(o) for o in trainer.config.dimensions.offset])  # (z, x, y)
     pred = prob.argmax(axis=0).transpose(2, 0, 1)             # (z', x', y'): raw voxel j + off
     # label voxel i is raw voxel i + origin (cubes are registered by position; ISBI's are the same size)
     origin = getattr(data._valid[0], 'origin', None)
     start = (np.zeros(3, int) if origin is None else np.asarray(origin)) - off   # label voxel 0 in pred
     lo, hi = np.maximum(start, 0), np.minimum(start + lab.shape, pred.shape)
-    pred = pred[tuple(slice(a, b) for a, b in zip(lo, hi))]
+    region = tuple(slice(a, b) for a, b in zip(lo, hi))
+    pred = pred[region]
+    membrane = prob[1].transpose(2, 0, 1)[region]             # p(class 1), (z', x', y') on the labelled voxels
     lab = lab[tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start))]
     assert pred.shape == lab.shape, (pred.shape, lab.shape)
     known = lab >= 0
     truth, found = lab[known] != 0, pred[known] != 0
     f1 = 2.0 * np.sum(truth & found) / max(np.sum(truth) + np.sum(found), 1)
+    best = best_boundary_prf(membrane, (lab != 0).astype(np.uint8), mask=known)
     return dict(error=float(np.mean(found != truth)), baseline=float(np.mean(truth)), f1=float(f1),
-                n_vox=int(known.sum()), prob=prob)
+                best_f1=float(best['f1']), best_threshold=float(best['threshold']), n_vox=int(known.sum()), prob=prob)
 
 
 def main():
@@ -108,6 +115,13 @@ def main():
          pixel_error_fp32=round(fp32['error'], 5), pixel_error_bf16=round(bf16['error'], 5),
          f1_fp32=round(fp32['f1'], 5), f1_bf16=round(bf16['f1'], 5), f1_change=round(bf16['f1'] - fp32['f1'], 5),
          bf16_native=bf16_native())
+    # test-time augmentation of the same network (float32): the flips and xy-swaps its training used
+    tta = dense_valid_scores(trainer, precision='fp32', tta=True)
+    emit(figure='%s_tta' % args.example, training_precision=trainer.cnn.precision,
+         pixel_error=round(scores['error'], 5), pixel_error_tta=round(tta['error'], 5),
+         f1_at_05=round(scores['f1'], 5), f1_at_05_tta=round(tta['f1'], 5), best_f1=round(scores['best_f1'], 5),
+         best_f1_tta=round(tta['best_f1'], 5), best_threshold=scores['best_threshold'],
+         best_threshold_tta=tta['best_threshold'])
 
 
 def bf16_native():
