@@ -86,19 +86,23 @@ def build_neuro3d():
     return cnn, plain, data, labels, plain_data, labels
 
 
+def host_batch(data, labels, memory_format, device):
+    """The batch as tensors on ``device``, from the host every step as ``trainingStep`` takes it (on CUDA:
+    pinned, asynchronous)."""
+    x = torch.from_numpy(data)
+    y = torch.from_numpy(labels).long()
+    if device.type == 'cuda':
+        x = x.pin_memory().to(device, non_blocking=True)
+        y = y.pin_memory().to(device, non_blocking=True)
+    return x.contiguous(memory_format=memory_format), y
+
+
 def plain_stepper(model, data, labels, memory_format, device=torch.device('cpu')):
     model = model.to(device=device, memory_format=memory_format)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x_np, y_np = data, labels
-    cuda = device.type == 'cuda'
 
     def step():
-        x = torch.from_numpy(x_np)
-        y = torch.from_numpy(y_np).long()
-        if cuda:  # from the host every step, as trainingStep does: pinned, asynchronous
-            x = x.pin_memory().to(device, non_blocking=True)
-            y = y.pin_memory().to(device, non_blocking=True)
-        x = x.contiguous(memory_format=memory_format)
+        x, y = host_batch(data, labels, memory_format, device)
         opt.zero_grad()
         loss = F.cross_entropy(model(x), y)
         loss.backward()

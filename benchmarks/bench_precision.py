@@ -78,7 +78,7 @@ with contextlib.redirect_stdout(io.StringIO()):
     from elektronn.net import precision as _precision
 
 from _bench_device import select_device  # noqa: E402  (benchmarks/ is the script's folder)
-from bench_net import _no_sync, _quiet, build_mnist, build_neuro3d, plain_stepper, rate  # noqa: E402
+from bench_net import _no_sync, _quiet, build_mnist, build_neuro3d, host_batch, plain_stepper, rate  # noqa: E402
 import bench_predict  # noqa: E402
 
 REDUCED = ('bf16', 'fp16')
@@ -142,15 +142,9 @@ def plain_fp16_stepper(model, data, labels, memory_format, device):
     model = model.to(device=device, memory_format=memory_format)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     scaler = _grad_scaler(device)
-    cuda = device.type == 'cuda'
 
     def step():
-        x = torch.from_numpy(data)
-        y = torch.from_numpy(labels).long()
-        if cuda:  # from the host every step, as trainingStep does: pinned, asynchronous
-            x = x.pin_memory().to(device, non_blocking=True)
-            y = y.pin_memory().to(device, non_blocking=True)
-        x = x.contiguous(memory_format=memory_format)
+        x, y = host_batch(data, labels, memory_format, device)
         opt.zero_grad()
         with torch.autocast(device.type, dtype=torch.float16):
             out = model(x)
