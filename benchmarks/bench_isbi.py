@@ -27,6 +27,7 @@ Usage::
 
     python benchmarks/bench_isbi.py [--cpu-minutes 30] [--data /path/to/folder/with/isbi2012_train.h5]
                                     [--precision fp32|bf16] [--example isbi2012|neuro_3d_synthetic]
+                                    [--set KEY=VALUE ...]
 """
 import argparse
 import contextlib
@@ -84,6 +85,8 @@ def main():
     p.add_argument('--workdir', default=None, help='folder for the run (default: a temporary one)')
     p.add_argument('--threads', type=int, default=None, help='PyTorch threads (default: PyTorch\'s choice)')
     p.add_argument('--example', choices=sorted(EXAMPLES), default='isbi2012', help='the example config to train')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', type=_setting,
+                   help="a config value over the example's (a Python literal, e.g. --set warp_on=0.3); repeatable")
     add_precision_argument(p)
     args = p.parse_args()
     import torch
@@ -96,7 +99,8 @@ def main():
     os.makedirs(workdir, exist_ok=True)
     t_wall = time.time()
     trainer = example_trainer(EXAMPLES[args.example], os.path.join(workdir, 'bench_config.py'),
-                              os.path.join(workdir, 'run'), mixed_precision=precision_override(args))
+                              os.path.join(workdir, 'run'), mixed_precision=precision_override(args),
+                              **dict(args.set))
     training = train_for_cpu_budget(trainer, 60.0 * args.cpu_minutes)
     scores = dense_valid_scores(trainer, precision='fp32')  # the training's effect alone; bf16 prediction below
     c = trainer.config
@@ -105,7 +109,8 @@ def main():
                                                                                     scores['baseline'], 3),
          membrane_f1=round(scores['f1'], 4), valid_voxels=scores['n_vox'], training_precision=trainer.cnn.precision,
          **training, wall_seconds=round(time.time() - t_wall, 1), input=list(c.patch_size), warp_on=c.warp_on,
-         background_processes=c.background_processes, optimizer=c.optimizer, LR=c.SGD_params.get('LR'))
+         background_processes=c.background_processes, optimizer=c.optimizer, LR=c.SGD_params.get('LR'),
+         overrides={k: v for k, v in args.set})
     # the same trained network predicting in float32 and in bf16 (the prediction tools' choice on native hardware)
     by_precision = dict(fp32=scores, bf16=dense_valid_scores(trainer, precision='bf16'))
     fp32, bf16 = by_precision['fp32'], by_precision['bf16']
@@ -122,6 +127,18 @@ def main():
          f1_at_05=round(scores['f1'], 5), f1_at_05_tta=round(tta['f1'], 5), best_f1=round(scores['best_f1'], 5),
          best_f1_tta=round(tta['best_f1'], 5), best_threshold=scores['best_threshold'],
          best_threshold_tta=tta['best_threshold'])
+
+
+def _setting(text):
+    """``KEY=VALUE`` (a Python literal) -> ``(key, value)``."""
+    import ast
+    key, sep, value = text.partition('=')
+    try:
+        if not sep or not key.isidentifier():
+            raise ValueError
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        raise argparse.ArgumentTypeError('give KEY=VALUE with a Python literal, e.g. warp_on=0.3; got %r' % text)
 
 
 def bf16_native():
