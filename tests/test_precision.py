@@ -20,6 +20,8 @@ from elektronn import log
 from elektronn.net import precision as P
 from elektronn.net.convnet import MixedConvNN
 
+from test_prediction import build as build_conv_net
+
 # Tolerances, in units of the unit roundoff u of each format (half the spacing of the numbers near 1).
 # bf16 keeps 8 significant bits (7 stored + 1 implicit: ~2.4 decimal digits), u = 2^-8 ~ 3.9e-3; fp16 keeps
 # 11 (~3.3 digits), u = 2^-11 ~ 4.9e-4. The autocast forward pass rounds every conv / matrix-product output
@@ -304,15 +306,8 @@ def test_precision_set_before_compiling_is_kept(native):
 # 3. Max-fragment-pooling in reduced precision
 # ----------------------------------------------------------------------------------------------------
 def mfp_or_strided(input_size, mfp, weights=None):
-    weights = weights or [(None, None)] * 3
-    cnn = MixedConvNN(input_size, input_depth=1)
-    cnn.addConvLayer(3, (1, 3, 3), pool_shape=(1, 2, 2), activation_func='relu', use_fragment_pooling=mfp,
-                     W=weights[0][0], b=weights[0][1])
-    cnn.addConvLayer(4, (2, 3, 3), pool_shape=1, activation_func='tanh', W=weights[1][0], b=weights[1][1])
-    cnn.addConvLayer(2, 1, pool_shape=1, activation_func='linear', is_last_layer=True, W=weights[2][0],
-                     b=weights[2][1])
-    cnn.compileOutputFunctions()
-    return cnn
+    return build_conv_net(input_size, [(1, 3, 3), (2, 3, 3)], [(1, 2, 2), 1], [3, 4], mfp=[mfp, False], acts=['relu', 'tanh'],
+                 weights=weights)
 
 
 @pytest.mark.parametrize('precision', REDUCED)
