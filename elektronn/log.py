@@ -88,8 +88,7 @@ def set_log_level(level=None, return_old=False):
     """
     old = _console.level
     if level is None:
-        level = os.environ.get(ENV_VARIABLE) or 'INFO'
-        level = _as_level(level, ENV_VARIABLE) if level else logging.INFO
+        level = _as_level(os.environ.get(ENV_VARIABLE) or 'INFO', ENV_VARIABLE)
     else:
         level = _as_level(level, 'set_log_level')
     _console.setLevel(level)

@@ -24,6 +24,7 @@ input conversion (:mod:`elektronn.net.net_inputs`), compiling, evaluating and tr
 (:mod:`elektronn.net.training_step`), parameter files and introspection (:mod:`elektronn.net.net_io`);
 this module adds the construction and the placement on devices and in memory formats.
 """
+import contextlib
 import logging
 import time
 
@@ -187,12 +188,21 @@ class MixedConvNN(NetBuilderMixin, NetInputsMixin, TrainingStepMixin, NetIOMixin
             return p.dtype
         return torch.float32
 
+    @contextlib.contextmanager
+    def _computing_in(self, precision):
+        """Compute in ``precision`` within the block (CG/LBFGS steps, one prediction), then in the network's own."""
+        before, self._compute_precision = self._compute_precision, precision
+        try:
+            yield
+        finally:
+            self._compute_precision = before
+
     def _default_memory_format(self):
         """Channels-last for conv nets on the CPU, where oneDNN's convolutions are faster in it, and on CUDA
         in reduced precision, where the tensor-core kernels want it; contiguous otherwise."""
-        if self.input_depth is None or self.n_dim == 1:
-            return torch.contiguous_format
-        if self.device.type != 'cpu' and not (self.device.type == 'cuda' and self.precision != 'fp32'):
+        kind = self.device.type
+        if self.input_depth is None or self.n_dim == 1 or not (kind == 'cpu' or (kind == 'cuda' and
+                                                                                  self.precision != 'fp32')):
             return torch.contiguous_format
         return torch.channels_last if self.n_dim == 2 else torch.channels_last_3d
 

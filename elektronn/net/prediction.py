@@ -268,15 +268,12 @@ def predict_dense(cnn, raw_img, show_progress=True, offset=None, as_uint8=False,
     if len(transforms) > 1:
         logger.info('%s', _tta.describe(transforms, note))
     progress = _Progress(total * len(transforms), show_progress, t0)
-    before, cnn._compute_precision = cnn._compute_precision, used
-    try:
+    with cnn._computing_in(used):
         if len(transforms) == 1:
             _predict_tiles(cnn, view, geom, n_tiles, pred_shape, pred_view, scale, as_uint8, progress)
         else:
             mean = _augmented_mean(cnn, view, geom, transforms, scale, progress)
             pred_view[...] = np.clip(mean * 255, 0, 255).astype(np.uint8) if as_uint8 else mean
-    finally:
-        cnn._compute_precision = before
     logger.info(' - done')  # ends the progress line
     logger.info('Inference speed: %.3f MB or MPix /s\n', np.prod(pred_shape) / 1e6 / max(time.time() - t0, 1e-9))
     return predictions[..., 0] if single_image else predictions

@@ -401,15 +401,14 @@ class TrainingStepMixin:
             x, y, aux = args[0].take()
         else:
             x, y, aux = self._prepare(args[0], args[1], args[2:], aux_kwargs)
-        if mode in ('CG', 'LBFGS'):
-            self._compute_precision = 'fp32'  # their line searches compare losses closely
-        closure = self._closure(x, y, aux, repeatable=optimizer.repeatable_closure)
-        self.train()
-        try:
-            loss, instance = optimizer.step(closure)
-        finally:
-            self.eval()
-            self._compute_precision = self.precision
+        # CG and LBFGS compute in float32: their line searches compare losses closely
+        with self._computing_in('fp32' if mode in ('CG', 'LBFGS') else self.precision):
+            closure = self._closure(x, y, aux, repeatable=optimizer.repeatable_closure)
+            self.train()
+            try:
+                loss, instance = optimizer.step(closure)
+            finally:
+                self.eval()
         if update_loss:
             loss, _, instance, _ = self._evaluate(x, y, aux)
         loss = np.float32(float(loss))  # NumPy cannot read a GPU tensor itself
