@@ -30,13 +30,15 @@ def add_arguments(parser):
 
 
 def add_precision_argument(parser):
-    parser.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), default='fp32',
-                        help="training precision (config key mixed_precision; default fp32)")
+    parser.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), default=None,
+                        help="training precision (config key mixed_precision; default: the config's)")
 
 
 def precision_override(args):
-    """The config value of ``--precision``."""
-    return False if args.precision == 'fp32' else args.precision
+    """The config override of ``--precision``: ``{}`` (the config's value) or ``{'mixed_precision': ...}``."""
+    if args.precision is None:
+        return {}
+    return dict(mixed_precision=False if args.precision == 'fp32' else args.precision)
 
 
 def make_trainer(args, quiet=True, **overrides):

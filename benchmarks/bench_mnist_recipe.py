@@ -41,7 +41,7 @@ def main():
     t_wall, t_cpu = time.time(), setup.cpu_seconds()
     trainer = setup.make_trainer(args, max_runtime=args.warp_minutes * 60, n_steps=10 ** 12,
                                  history_freq=[args.history_freq], monitor_batch_size=args.monitor_batch_size,
-                                 plot_on=False, mixed_precision=setup.precision_override(args))
+                                 plot_on=False, **setup.precision_override(args))
     quiet = contextlib.nullcontext() if args.verbose else contextlib.redirect_stdout(io.StringIO())
     with quiet:
         trainer.run()                                  # phase 1: warped training

@@ -122,12 +122,13 @@ def make_trainer(example, workdir, name):
         config_path
 
 
-def predict_membranes(trainer, config_path, raw_zxy, tile_zxy):
+def predict_membranes(trainer, config_path, raw_zxy, tile_zxy, tta=False, precision='auto'):
     """Membrane probability (class 1) of every voxel of ``raw_zxy`` (uint8 ``(z, x, y)``, file order).
 
     The trained parameters go into the same network with max-fragment-pooling (dense: one pass
     per tile of input ``tile_zxy``); ``pad_raw=True`` mirror-pads the input by the network's offset,
-    so output voxel k is the prediction for input voxel k. Returns float32 ``(z, x, y)``.
+    so output voxel k is the prediction for input voxel k; ``tta`` and ``precision`` as for
+    ``predictDense``. Returns float32 ``(z, x, y)``.
     """
     param = os.path.join(trainer.save_path, 'bench_segmentation_trained.param')
     with contextlib.redirect_stdout(io.StringIO()):
@@ -135,9 +136,10 @@ def predict_membranes(trainer, config_path, raw_zxy, tile_zxy):
     from elektronn.training.predictor import create_predncnn
     with contextlib.redirect_stdout(io.StringIO()):
         cnn = create_predncnn(config_path, 1, 2, gpu=False, override_MFP_to_active=True,
-                              imposed_input_size=tuple(int(t) for t in tile_zxy), param_file=param)
+                              imposed_input_size=tuple(int(t) for t in tile_zxy), param_file=param,
+                              precision=precision)
         prob = cnn.predictDense(np.ascontiguousarray(raw_zxy.transpose(1, 2, 0)[None]), show_progress=False,
-                                pad_raw=True)                   # (2, x, y, z)
+                                pad_raw=True, tta=tta)          # (2, x, y, z)
     membrane = np.ascontiguousarray(prob[1].transpose(2, 0, 1), dtype=np.float32)
     assert membrane.shape == raw_zxy.shape, (membrane.shape, raw_zxy.shape)
     return np.clip(membrane, 0, 1, out=membrane)

@@ -1,0 +1,89 @@
+# The example config as shipped before issue 17 (the untuned settings of the neuro 3D example), kept as the
+# baseline of benchmarks/bench_isbi.py --compare. Not a recommendation: see examples/isbi2012_config.py.
+#
+# ELEKTRONN example: the 3D neuro network on the ISBI 2012 EM segmentation challenge stack.
+#
+# isbi2012_train.h5 (Cardona et al. 2010, ssTEM of the Drosophila larva VNC, 4 x 4 x 50 nm voxels,
+# research use only) holds 'raw' and 'barrier' (1 = membrane) as (30, 512, 512) uint8 in
+# (z, y, x) order: already the memory layout, hence zchxy_order = True (x and y being swapped does
+# not matter: patches are transposed in x/y anyway). The label volume has the size of the raw one:
+# the border that the network cannot predict (its offset) is left out of training.
+#
+# Slices 0-23 train, 24-29 validate: each (file, key) pair takes a third element that selects a
+# region of the dataset, here along z. The validation region has 6 slices, so the input is 6
+# slices deep (output 2 slices; the neuro example uses 7).
+#
+# Set ELEKTRONN_SHARED_DATA to the folder holding the file (or edit data_path), then run
+#
+#     elektronn-train isbi2012_config.py
+
+import os as _os
+_folder = _os.path.join(_os.path.expanduser(_os.environ.get('ELEKTRONN_SHARED_DATA', '~/elektronn_data')), '')
+del _os
+
+### Pipeline setup ###
+save_path = '~/CNN_Training/3D/'
+plot_on = True
+print_status = True
+device = False
+param_save_h = 1.0
+initial_prev_h = 0.1
+prev_save_h = 0.2
+
+### Paths and general ###
+save_name = 'isbi2012'
+overwrite = True
+save_path += save_name + '/'
+param_file = None
+
+### Network architecture (the neuro 3D example's) ###
+activation_func = 'relu'
+batch_size = 1
+dropout_rates = []
+n_dim = 3
+desired_input = [127, 127, 6]
+filters = [[4, 4, 1], [3, 3, 1], [3, 3, 3], [3, 3, 3], [2, 2, 1]]
+pool = [[2, 2, 1], [2, 2, 1], [1, 1, 1], [1, 1, 1], [1, 1, 1]]
+nof_filters = [10, 20, 40, 40, 40]
+pooling_mode = 'max'
+MFP = []
+target = 'nll'
+
+### Data general ###
+mode = 'img-img'
+n_lab = 2
+background_processes = 2
+
+### Data images/CNN ###
+data_path = _folder
+label_path = _folder
+d_files = [('isbi2012_train.h5', 'raw', dict(z=(0, 24))), ('isbi2012_train.h5', 'raw', dict(z=(24, 30)))]
+l_files = [('isbi2012_train.h5', 'barrier', dict(z=(0, 24))), ('isbi2012_train.h5', 'barrier', dict(z=(24, 30)))]
+zchxy_order = True
+cube_prios = None
+valid_cubes = [1]
+example_ignore_threshold = 0.0
+grey_augment_channels = [0]
+use_example_weights = False
+flip_data = True
+anisotropic_data = True                 # 50 nm sections, 4 nm pixels
+lazy_labels = False
+warp_on = 0.7
+
+### Data preview ###
+preview_data_path = None
+preview_kwargs = dict(export_class=1, max_z_pred=5)
+del _folder
+
+### Optimisation ###
+n_steps = 10**12
+max_runtime = 2 * 3600
+history_freq = [500]
+monitor_batch_size = 10
+weight_decay = 0.0001
+class_weights = None
+label_prop_thresh = None
+optimizer = 'SGD'
+LR_decay = 0.993
+LR_schedule = None
+SGD_params = dict(LR=0.005, momentum=0.9)
