@@ -175,3 +175,13 @@ def test_gpu_auto_falls_back_to_the_cpu(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv('HOME', str(tmp_path))
     Config(write_config(tmp_path), gpu='auto').init_device()
     assert 'No free GPU found, using the CPU' in capsys.readouterr().out
+
+
+def test_a_gpu_index_the_machine_lacks_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    import torch
+    monkeypatch.setenv('HOME', str(tmp_path))
+    missing = torch.cuda.device_count() + 1          # also on a machine with GPUs
+    assert cli.main([write_config(tmp_path), '--gpu=%i' % missing]) == 2
+    err = capsys.readouterr().err
+    assert err.count('elektronn-train: error:') == 1 and '--gpu=' in err and 'Traceback' not in err
+    assert not os.path.exists(os.path.join(str(tmp_path), 'run'))  # nothing written before the device is known

@@ -243,3 +243,5 @@ def test_convert_params_cli(tmp_path, capsys):
         pickle.dump(Evil(tmp_path / 'pwned'), f, protocol=2)
     assert convert_params.main([str(tmp_path / 'evil.param')]) == 1
     assert 'refused' in capsys.readouterr().err and not (tmp_path / 'pwned').exists()
+    assert convert_params.main([str(tmp_path / 'net.h5'), str(tmp_path / 'again.h5')]) == 1
+    assert 'already an HDF5 parameter file' in capsys.readouterr().err and not (tmp_path / 'again.h5').exists()

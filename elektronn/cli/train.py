@@ -259,10 +259,14 @@ def _train_one(args, tee, ctx):
     except ValueError as e:
         error(PROG, "%s: parameter 'optimizer': %s" % (config.config_file, e))
         return 2, False
-    if ctx.world_size > 1:
-        _start_distributed(args, config)
-    else:
-        config.init_device()
+    try:
+        if ctx.world_size > 1:
+            _start_distributed(args, config)
+        else:
+            config.init_device()
+    except RuntimeError as e:      # a GPU asked for that this machine does not have
+        error(PROG, e)
+        return 2, False
     return _run(args, tee, config)
 
 

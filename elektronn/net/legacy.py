@@ -54,6 +54,9 @@ def _read_records(path):
     """All pickle records of ``path``, loaded through the restricted unpickler."""
     with open(path, 'rb') as f:
         data = f.read()
+    if data.startswith(b'\x89HDF\r\n\x1a\n'):
+        raise ValueError('%r is already an HDF5 parameter file (the current format): load it with '
+                         'loadParameters, there is nothing to convert' % path)
     stream = io.BytesIO(data)
     # Python 2 wrote the array buffers as byte strings; latin-1 maps them to str 1:1 for NumPy.
     unpickler = ArrayUnpickler(stream, encoding='latin1')
