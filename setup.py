@@ -48,7 +48,7 @@ setup(
         'test': ['pytest>=7', 'ome-zarr-models>=0.1', 'hypothesis>=6', 'tensorboard>=2.10'],
         # torch.utils.tensorboard writes event files only with the tensorboard package
         'tensorboard': ['tensorboard>=2.10'],
-        'docs': ['sphinx>=7'],
+        'docs': ['sphinx>=7.2'],
     },
     entry_points={'console_scripts': [
         'elektronn-train = elektronn.cli.train:main',

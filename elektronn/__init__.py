@@ -9,5 +9,6 @@ shown is set with :func:`set_log_level` or the environment variable ``ELEKTRONN_
 """
 from elektronn.log import get_log_level, logger, set_log_level, use_log_level
 
+#: The package version (PEP 440; ``.devN`` between releases).
 __version__ = '1.1.0.dev0'
 __all__ = ['logger', 'set_log_level', 'get_log_level', 'use_log_level', '__version__']

@@ -55,10 +55,12 @@ class ArrayUnpickler(pickle.Unpickler):
     """
 
     def find_class(self, module, name):
+        """The allowed global ``module.name``; any other raises :class:`RefusedGlobal`."""
         try:
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
             raise RefusedGlobal('%s.%s' % (module, name)) from None
 
     def persistent_load(self, pid):
+        """Refuses persistent references (:class:`RefusedGlobal`): plain pickles have none."""
         raise RefusedGlobal('a persistent object reference')

@@ -41,7 +41,7 @@ def atomic_write(path, mode='wb'):
 
     A crash or an exception inside the block leaves an existing ``path`` untouched, so a file
     that a user depends on (parameters, histories, configs) is never half-written. The data are on
-    the disk before the rename, and the rename is before returning (see :func:`_durable_replace`).
+    the disk before the rename, and the rename is before returning (see ``_durable_replace``).
 
     Yields:
         The open file object (``mode`` is ``'wb'`` or ``'w'``).

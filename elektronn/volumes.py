@@ -29,7 +29,9 @@ from elektronn.ome_zarr import OME_VERSION
 __all__ = ['VolumeError', 'Container', 'Volume', 'parse_spec', 'storage_format', 'open_container', 'open_volume',
            'describe', 'same_file', 'open_pair', 'close_pair', 'HDF5_SUFFIXES', 'ZARR_SUFFIXES', 'OME_VERSION']
 
+#: File suffixes read as HDF5 files.
 HDF5_SUFFIXES = ('.h5', '.hdf5', '.hdf')
+#: Suffixes read as Zarr stores (other paths are recognised by their content if they exist).
 ZARR_SUFFIXES = ('.zarr',)
 #: Compression of new Zarr arrays: Blosc with zstd (fast, about as small as gzip on EM data).
 _ZARR_COMPRESSION = dict(cname='zstd', clevel=3)
@@ -543,8 +545,8 @@ class Volume:
 
     shape = property(lambda self: tuple(int(s) for s in self._node.shape), doc='The array shape.')
     dtype = property(lambda self: np.dtype(self._node.dtype), doc='The NumPy dtype.')
-    ndim = property(lambda self: len(self.shape))
-    size = property(lambda self: int(np.prod(self.shape)))
+    ndim = property(lambda self: len(self.shape), doc='The number of axes.')
+    size = property(lambda self: int(np.prod(self.shape)), doc='The number of elements.')
     format = property(lambda self: self.container.format, doc="``'hdf5'`` or ``'zarr'``.")
 
     @property

@@ -1,0 +1,1 @@
+"""The ``elektronn-*`` commands: argument parsing and exit statuses over library functions (see :doc:`/api/cli`)."""

@@ -35,6 +35,7 @@ def _parser():
 
 
 def main(argv=None):
+    """Run ``elektronn-convert-params``; returns the exit status (0 converted, 1 unreadable or unconvertible file, 2 bad arguments)."""
     parser = _parser()
     args = parser.parse_args(argv)
     output = args.output or os.path.splitext(args.input)[0] + '.h5'

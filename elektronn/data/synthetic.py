@@ -239,7 +239,7 @@ def get_synthetic_neuro_data(folder=None, verbose=True, **settings):
     Args:
         folder: Where the files live; default :func:`default_cache_dir`.
         verbose: Print what is generated.
-        **settings: Overrides of :data:`DEFAULT_SETTINGS` (``n_cubes``, ``shape``, ``label_margin``,
+        **settings: Overrides of ``DEFAULT_SETTINGS`` (``n_cubes``, ``shape``, ``label_margin``,
             ``n_preview``, ``preview_shape``, ``seed``).
 
     Returns:

@@ -21,6 +21,20 @@ and the scores are averaged, weighting sections equally.
 * :func:`evaluate` (everything that applies) and :func:`format_table` (a text table;
   :mod:`elektronn.evaluation.report`), as used by
   ``elektronn-evaluate``; :mod:`elektronn.evaluation.figures` draws its ``--png`` figure.
+
+For example, a segmentation that cuts one of two objects in halves::
+
+    >>> import numpy as np
+    >>> from elektronn.evaluation import rand_scores, variation_of_information
+    >>> gt = np.array([[[1, 1, 1, 1, 2, 2, 2, 2]]])     # (z, x, y): two objects
+    >>> seg = np.array([[[1, 1, 3, 3, 2, 2, 2, 2]]])    # the first one split
+    >>> scores = rand_scores(seg, gt)
+    >>> round(scores['rand_split'], 3), scores['rand_merge'], round(scores['rand_error'], 3)
+    (0.667, 1.0, 0.2)
+    >>> variation_of_information(seg, gt)               # bits
+    {'split': 0.5, 'merge': 0.0, 'total': 0.5}
+    >>> variation_of_information(gt, seg)               # the other way round: a merge
+    {'split': 0.0, 'merge': 0.5, 'total': 0.5}
 """
 from elektronn.evaluation.boundary import (DEFAULT_THRESHOLDS, best_boundary_prf, boundary_prf,
                                            gt_segmentation_from_boundaries)

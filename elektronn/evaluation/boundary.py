@@ -172,7 +172,7 @@ def gt_segmentation_from_boundaries(gt_boundary, two_d=True):
             labels are unique across sections; ``False``: 3D components with 6-connectivity.
 
     Returns:
-        uint32 labels of the same shape: 1, 2, ... for the components, 0 on membrane voxels.
+        numpy.ndarray: uint32 labels of the same shape: 1, 2, ... for the components, 0 on membrane voxels.
     """
     from scipy import ndimage
     membrane = _membrane(gt_boundary)

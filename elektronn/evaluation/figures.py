@@ -8,8 +8,9 @@ import numpy as np
 
 __all__ = ['choose_sections', 'label_colors', 'plot_evaluation', 'save_figure', 'SPLIT_COLOR', 'MERGE_COLOR']
 
-#: Overlay colours (RGB) of the worst splits (their gt objects) and merges (their seg segments).
+#: Overlay colour (RGB) of the worst splits (their gt objects).
 SPLIT_COLOR = (1.0, 0.25, 0.1)
+#: Overlay colour (RGB) of the worst merges (their seg segments).
 MERGE_COLOR = (0.1, 0.6, 1.0)
 
 

@@ -40,6 +40,7 @@ class BlockPlan:
 
     @property
     def n_blocks(self):
+        """The number of blocks."""
         return int(np.prod(self.grid))
 
     def blocks(self):
@@ -105,6 +106,7 @@ class BlockLedger:
 
     @property
     def n_blocks(self):
+        """The number of blocks recorded."""
         return self.volume.shape[0]
 
     def done(self):

@@ -148,12 +148,12 @@ def run_blocks(task, todo, client=None, total_blocks=None, show_progress=True, p
             and ``seconds``) of every finished block, in the order they finish.
 
     Returns:
-        A dict: ``computed`` (blocks), ``voxels``, ``seconds`` (wall), ``block_seconds`` (summed
+        dict: ``computed`` (blocks), ``voxels``, ``seconds`` (wall), ``block_seconds`` (summed
         time inside :meth:`BlockTask.run_block`).
 
     Raises:
         BlockRunError: a block failed (naming it); KeyboardInterrupt after the blocks done so far
-        were reported.
+            were reported.
     """
     from elektronn.utils import ProgressBar
     todo = list(todo)

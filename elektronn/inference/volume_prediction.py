@@ -477,8 +477,8 @@ def predict_volume(cnn, input_spec, output_spec, layout='xyz', pad_raw=False, as
 
     Raises:
         PredictionError: a missing file or dataset, a wrong channel count, a volume smaller than
-        the field of view, an existing output without ``resume``/``overwrite``, an output that
-        does not match the prediction to resume, or an HDF5 output with a client.
+            the field of view, an existing output without ``resume``/``overwrite``, an output that
+            does not match the prediction to resume, or an HDF5 output with a client.
     """
     try:
         return _predict_volume(cnn, input_spec, output_spec, layout, pad_raw, as_uint8, memory_gb, block_shape,

@@ -65,13 +65,34 @@ class MixedConvNN(NetBuilderMixin, NetInputsMixin, TrainingStepMixin, NetIOMixin
         dimension_calc: A :func:`~elektronn.net.netutils.CNNCalculator` result; ``predictDense``
             takes the offset from it.
 
-    Example::
+    Example (every step prints what it built, as ELEKTRONN 1.x did)::
 
+        >>> import numpy as np
         >>> cnn = MixedConvNN((28, 28), input_depth=1)
-        >>> cnn.addConvLayer(10, 5, pool_shape=2, activation_func='abs')
-        >>> cnn.addPerceptronLayer(10, activation_func='linear')
+        ------------------------------------------------------------
+        Input shape   =  (None, 1, 28, 28) ; This is a 2 dimensional NN
+        ---
+        >>> conv = cnn.addConvLayer(10, 5, pool_shape=2, activation_func='abs')
+        2DConv: input= (None, 1, 28, 28)   filter= (10, 1, 5, 5)
+        Output = (None, 10, 12, 12) Dropout OFF, Act: abs pool: max
+        Computational Cost: 144.0 kilo Ops
+        ---
+        >>> output = cnn.addPerceptronLayer(10, activation_func='linear')
+        PerceptronLayer( #Inputs = 1440 #Outputs = 10 )
+        Computational Cost: 14.4 kilo Ops
+        ---
         >>> cnn.compileOutputFunctions()
+        GLOBAL
+        Computational Cost: 158.4 kilo Ops
+        Total Count of trainable Parameters: 14670
+        ...
+        >>> data = np.random.rand(20, 1, 28, 28).astype(np.float32)  # (bs, ch, x, y)
+        >>> labels = np.random.randint(0, 10, 20).astype(np.int16)   # (bs,): classes
         >>> loss, loss_instance, seconds = cnn.trainingStep(data, labels, mode='SGD')
+        Compiling SGD
+         Compiling done  - in ... s!
+        >>> loss_instance.shape
+        (20,)
     """
 
     def __init__(self, input_size=None, input_depth=None, batch_size=None, enable_dropout=False, recurrent=False,
@@ -184,6 +205,7 @@ class MixedConvNN(NetBuilderMixin, NetInputsMixin, TrainingStepMixin, NetIOMixin
 
     @property
     def dtype(self):
+        """The dtype of the parameters (float32 unless the network was converted)."""
         for p in self.parameters():
             return p.dtype
         return torch.float32
@@ -221,9 +243,9 @@ class MixedConvNN(NetBuilderMixin, NetInputsMixin, TrainingStepMixin, NetIOMixin
                 (bf16 where the device computes it natively, else float32).
 
         Returns:
-            The precision used: float32, with a warning, where the device has no native support
-            for the one asked for (it would be emulated and slower). Moving the network to
-            another kind of device chooses again.
+            str: the precision used (``'fp32'``, ``'bf16'`` or ``'fp16'``): float32, with a
+            warning, where the device has no native support for the one asked for (it would be
+            emulated and slower). Moving the network to another kind of device chooses again.
         """
         self._requested_precision = _precision.canonical(precision, 'setPrecision', allow_auto=True)
         used = _precision.resolve(self._requested_precision, self.device, 'setPrecision')

@@ -113,6 +113,7 @@ class GpuInfo:
 
     @property
     def is_mig(self):
+        """Whether this is a MIG instance (a slice of a GPU) rather than a whole GPU."""
         return self.uuid.upper().startswith('MIG-')
 
     def describe(self):

@@ -72,9 +72,11 @@ class SharedScalar:
         self._value = float(value)
 
     def get_value(self):
+        """The value (float32)."""
         return np.float32(self._value)
 
     def set_value(self, value, borrow=False):  # ``borrow`` is accepted for compatibility
+        """Set the value; the optimisers use it from their next step on."""
         self._value = float(value)
 
     def __float__(self):
@@ -134,6 +136,7 @@ class _Optimizer:
 
     @property
     def lr(self):
+        """The learning rate (``settings['LR']``); setting it changes the next steps."""
         return self._setting('LR')
 
     @lr.setter
@@ -268,6 +271,7 @@ class RPROP(_Optimizer):
 
     @property
     def lr(self):
+        """``None``: RPROP adapts a step size per element; setting it only logs a note."""
         return None  # RPROP adapts a step size per element; there is no learning rate to set
 
     @lr.setter
@@ -355,6 +359,7 @@ class CG(_Optimizer):
 
     @property
     def lr(self):
+        """``None``: CG chooses its steps by line search; setting it only logs a note."""
         return None  # CG chooses its step sizes by line search
 
     @lr.setter
@@ -456,6 +461,7 @@ class LBFGS(_Optimizer):
 
     @property
     def lr(self):
+        """``None``: L-BFGS chooses its steps by line search; setting it only logs a note."""
         return None
 
     @lr.setter
@@ -544,6 +550,7 @@ def check_settings(mode, settings):
                 raise ValueError('LBFGS %s must be a positive integer, got %r' % (key, settings[key]))
 
 
+#: The optimiser classes by their ``mode`` name (``'SGD'``, ``'Adam'``, ``'RPROP'``, ``'CG'``, ``'LBFGS'``).
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, RPROP, CG, LBFGS)}
 
 

@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 __all__ = ['save_parameters', 'save_parameter_entries', 'read_parameter_file', 'apply_parameters', 'FORMAT_NAME',
            'ParameterFileError']
 
+#: The value of the file attribute ``format`` that marks an HDF5 file as an ELEKTRONN parameter file.
 FORMAT_NAME = 'ELEKTRONN parameters'
 FORMAT_VERSION = 1
 _HDF5_SIGNATURE = b'\x89HDF\r\n\x1a\n'

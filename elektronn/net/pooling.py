@@ -21,6 +21,7 @@ from torch.nn import functional as F
 __all__ = ['POOLING_MODES', 'pool', 'max_pool', 'dense_pool', 'pooling2d', 'pooling3d', 'maxout', 'maxabs',
            'my_max_pool_3d']
 
+#: The pooling modes: ``'max'`` and ``'maxabs'`` (the value of largest magnitude, with its sign).
 POOLING_MODES = ('max', 'maxabs')
 
 

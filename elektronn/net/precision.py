@@ -132,7 +132,7 @@ class LossScaler:
     """
 
     def __init__(self, scale=2.0 ** 16, growth_interval=2000):
-        self.scale = float(scale)
+        self.scale = float(scale)  #: The current factor of the loss.
         self.growth_interval = int(growth_interval)
         self.good_steps = 0
         self.skipped = 0
@@ -164,9 +164,11 @@ class LossScaler:
             self.good_steps = 0
 
     def state_dict(self):
+        """The scale and the step counts, for the resume state."""
         return {'scale': self.scale, 'good_steps': self.good_steps, 'skipped': self.skipped}
 
     def load_state_dict(self, state):
+        """Restore a :meth:`state_dict`; a scale that is not a finite number >= 1 raises ``ValueError``."""
         scale = float(state['scale'])
         if not (math.isfinite(scale) and scale >= 1):
             raise ValueError('LossScaler: the saved scale %r is not a finite number >= 1' % (state['scale'],))

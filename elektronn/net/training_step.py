@@ -443,12 +443,15 @@ class TrainingStepMixin:
             params.update(checked[name])
 
     def setSGDLR(self, value=0.09):
+        """Set the SGD learning rate (``SGD_LR``), as the original's ``setSGDLR``."""
         self.SGD_LR.set_value(value)
 
     def setSGDMomentum(self, value=0.9):
+        """Set the SGD momentum (``SGD_momentum``)."""
         self.SGD_momentum.set_value(value)
 
     def setWeightDecay(self, value=0.0005):
+        """Set the global weight decay (a number >= 0, else ``ValueError``)."""
         if not np.isscalar(value) or value < 0:
             raise ValueError('weight_decay must be a non-negative number, got %r' % (value,))
         self.global_weightdecay.set_value(value)
@@ -499,6 +502,7 @@ class TrainingStepMixin:
         return {name: opt.state_dict() for name, opt in self._optimizers.items()}
 
     def load_optimizer_state(self, states):
+        """Restore what :meth:`optimizer_state` returned (e.g. when resuming a training run)."""
         for name, state in states.items():
             self._optimizer(name).load_state_dict(state)
 

@@ -44,6 +44,7 @@ class Transform:
 
     @property
     def is_identity(self):
+        """Whether the transform leaves the input as it is (no flips, no transposition)."""
         return not self.flips and not self.transpose
 
     def forward(self, view, pad=(0, 0, 0)):

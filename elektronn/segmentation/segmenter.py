@@ -25,7 +25,7 @@ class Segmenter:
 
     Args:
         kind: ``'boundaries'`` or ``'affinities'`` (see :data:`KINDS`); ``None``: whichever the
-            map's channels suggest (:func:`select_channels`), decided by :func:`segment_volume`.
+            map's channels suggest (:func:`select_channels`), decided by :func:`~elektronn.segmentation.segment_volume`.
         threshold: Voxels with a boundary probability below it are cell interior, where the seeds
             are (on affinities the boundary map is 1 - the mean affinity of a voxel's edges).
         min_seed_distance: Least distance between two seeds, in voxels.

@@ -49,7 +49,9 @@ logger = logging.getLogger(__name__)
 
 __all__ = ['segment_volume', 'SegmentationError', 'MapLayout', 'INFO_ATTR', 'DEFAULT_MEMORY_GB', 'DEFAULT_HALO']
 
+#: The output attribute that records the input, the settings, the block shape and the status.
 INFO_ATTR = 'elektronn_segmentation'
+#: Memory for a block with its halo, in GB, when none is given (``--memory-gb``).
 DEFAULT_MEMORY_GB = 2.0
 #: Halo ``(z, x, y)`` in voxels around each block; in 2D (per section) the z halo is 0.
 DEFAULT_HALO = (32, 32, 32)
@@ -104,6 +106,7 @@ class MapLayout:
 
     @property
     def seg_axes(self):
+        """The spatial axes in file order: the axis order of the segmentation."""
         return tuple(n for n in self.axes if n != 'c')
 
     def spatial(self, shape):
@@ -112,6 +115,7 @@ class MapLayout:
         return tuple(int(by_name[n]) for n in 'zxy')
 
     def n_channels(self, shape):
+        """The number of channels of a map of file shape ``shape`` (1 without a channel axis)."""
         return int(dict(zip(self.axes, shape)).get('c', 1))
 
     def read(self, volume, start, stop, channels):
@@ -126,17 +130,21 @@ class MapLayout:
         return as_unit_float(values[[c - first for c in channels]], volume.name)
 
     def seg_shape(self, zxy):
+        """The file shape of the segmentation of a map with the spatial shape ``zxy``."""
         by_name = dict(zip('zxy', zxy))
         return tuple(by_name[n] for n in self.seg_axes)
 
     def seg_region(self, start, stop):
+        """The index of the region ``[start, stop)`` (zxy) in the segmentation's file order."""
         bounds = dict(zip('zxy', zip(start, stop)))
         return tuple(slice(*bounds[n]) for n in self.seg_axes)
 
     def to_file(self, labels_zxy):
+        """Labels ``(z, x, y)`` in the segmentation's file order."""
         return np.ascontiguousarray(labels_zxy.transpose(['zxy'.index(n) for n in self.seg_axes]))
 
     def from_file(self, labels):
+        """Labels in the segmentation's file order as ``(z, x, y)`` (the inverse of :meth:`to_file`)."""
         return labels.transpose([self.seg_axes.index(n) for n in 'zxy'])
 
 
@@ -373,12 +381,12 @@ def segment_volume(input_spec, output_spec, segmenter=None, channel=None, axes=N
         show_progress, progress_interval: The progress bars (see :func:`~elektronn.inference.runners.run_blocks`).
 
     Returns:
-        A dict: ``segments``, ``blocks``, ``block`` (zxy), ``shape`` (zxy), ``seconds``, and the
+        dict: ``segments``, ``blocks``, ``block`` (zxy), ``shape`` (zxy), ``seconds``, and the
         seconds of each pass (``fragments_seconds``, ``match_seconds``, ``relabel_seconds``).
 
     Raises:
         SegmentationError: bad input or settings, an existing output without ``resume`` or
-        ``overwrite``, or a failed block.
+            ``overwrite``, or a failed block.
     """
     try:
         return _segment_volume(input_spec, output_spec, segmenter, channel, axes, block_shape, halo, memory_gb,

@@ -27,9 +27,13 @@ __all__ = ['MASTER_PARAMS', 'master_defaults', 'DEFAULT_SAVE_ROOT', 'MODES', 'TA
 #: Save directory base when no level sets ``save_path``.
 DEFAULT_SAVE_ROOT = '~/CNN_Training/'
 
+#: The values of the parameter ``mode``: image to image, image to scalar, vector to scalar.
 MODES = ('img-img', 'img-scalar', 'vect-scalar')
+#: The values of the parameter ``target`` (see :doc:`/targets`).
 TARGETS = ('nll', 'regression', 'nll_mutiple_binary', 'nll_weak', 'affinity', 'malis')
+#: The values of the parameter ``optimizer``.
 OPTIMIZER_NAMES = ('SGD', 'CG', 'RPROP', 'LBFGS', 'Adam')
+#: The values of the parameter ``border_mode`` ('img-scalar': images that do not fit a valid input size).
 BORDER_MODES = ('crop', 'keep', '0-pad', 'mirror', 'c-pad', 'reject')
 
 _PATH_KEYS = ('save_path', 'param_file', 'data_path', 'label_path', 'preview_data_path')

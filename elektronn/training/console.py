@@ -40,6 +40,7 @@ from elektronn.training import distributed
 
 __all__ = ['Console', 'COMMANDS', 'menu_text', 'py2_print', 'pprintmenu', 'userInput']
 
+#: The console's commands (anything else is a line of Python).
 COMMANDS = ('q', 'abort', 'kill', 'save', 'load', 'sf', 'smooth', 'sethist', 'setlr', 'setmom', 'params', 'help',
             'SGD', 'CG', 'RPROP', 'LBFGS', 'Adam')
 _OPTIMIZERS = ('SGD', 'CG', 'RPROP', 'LBFGS', 'Adam')
@@ -77,7 +78,7 @@ def userInput(cnn, history_freq):
 
     Raises:
         NotImplementedError: always; the console is :class:`Console`
-        (``Console(trainer).execute(line, namespace)`` runs one line, ``interact`` the prompt loop).
+            (``Console(trainer).execute(line, namespace)`` runs one line, ``interact`` the prompt loop).
     """
     raise NotImplementedError('trainutils.userInput(cnn, history_freq) is replaced by the console class '
                               'elektronn.training.console.Console: Console(trainer).interact(namespace) reads and '

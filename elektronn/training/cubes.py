@@ -412,10 +412,12 @@ class DiskVolume:
 
     @property
     def size(self):
+        """The number of elements, as ``ndarray.size``."""
         return int(np.prod(self.shape))
 
     @property
     def nbytes(self):
+        """The size in bytes once read into memory, as ``ndarray.nbytes``."""
         return self.size * self.dtype.itemsize
 
     def _file_index(self, bounds):

@@ -127,6 +127,7 @@ class Trainer(SetupMixin, SnapshotMixin, ResumeStateMixin, InterruptMixin):
 
     @property
     def save_path(self):
+        """The save directory of the run (``config.save_path``)."""
         return self.config.save_path
 
     def _file(self, suffix):
@@ -445,7 +446,7 @@ class Trainer(SetupMixin, SnapshotMixin, ResumeStateMixin, InterruptMixin):
         """The training loop (see the module docstring); continues from ``state.step``.
 
         Returns:
-            How it ended: ``'finished'`` (n_steps, max_runtime or ``abort``), ``'killed'`` (console
+            str: how it ended: ``'finished'`` (n_steps, max_runtime or ``abort``), ``'killed'`` (console
             ``kill``: no final save), ``'interrupted'`` (ctrl+c without a terminal, or SIGTERM:
             ``-LAST.param`` and the resume state saved) or ``'diverged'`` (NaN/Inf loss without a
             terminal; the last good ``-LAST.param`` is kept).

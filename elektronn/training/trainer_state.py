@@ -133,7 +133,7 @@ class ResumeStateMixin:
     def saveState(self, params, path=None, ranks=None):
         """Write everything ``resume`` needs (HDF5, atomically): a copy of the parameter file ``params``,
         optimiser states, loop variables, learning rates, schedule position, histories and RNG states
-        (``ranks``: under DDP every rank's, from :meth:`_gatherRandomStates`).
+        (``ranks``: under DDP every rank's, from ``_gatherRandomStates``).
 
         The state holds its own copy of the parameters, so that parameters and optimiser state are
         of one step by construction: a crash between writing ``params`` and the state leaves the

@@ -205,6 +205,7 @@ class BackgroundWorkers:
 
     @property
     def pids(self):
+        """The process ids of the workers."""
         return [p.pid for p in self.procs]
 
     def _raise_error(self, item):

@@ -52,6 +52,7 @@ class TiedDecoderLayer(PerceptronLayer):
 
     @property
     def tied(self):
+        """Whether the decoder uses the transposed weights of its encoder."""
         return self.shares_W
 
 

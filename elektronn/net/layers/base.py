@@ -215,7 +215,7 @@ def check_positive_int(value, name):
 class _Layer(nn.Module):
     """Base class of all layers: activation, dropout rate and parameter bookkeeping.
 
-    Subclasses implement :meth:`linear`, :meth:`reset_parameters`, ``param_names`` (the parameters a
+    Subclasses implement :meth:`linear`, ``reset_parameters``, ``param_names`` (the parameters a
     parameter file stores, in order) and ``describe`` (the printout lines).
 
     Dropout follows the original: one rate per layer (0.5 when enabled), a Bernoulli mask shared by
@@ -257,11 +257,14 @@ class _Layer(nn.Module):
         return lin if fn is None else fn(lin)
 
     def forward(self, x):
+        """The layer's output: :meth:`activate` of :meth:`linear`."""
         # Without autograd the linear output is needed by nobody else: activating it in place saves
         # allocating (and first touching) another map as large, which matters for large inputs.
         return self.activate(self.linear(x), inplace=not torch.is_grad_enabled())
 
     def linear(self, x):  # pragma: no cover - abstract
+        """The output before the activation (everything up to and including the bias); each layer
+        family implements it."""
         raise NotImplementedError
 
     def own_parameters(self):

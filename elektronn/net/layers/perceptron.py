@@ -100,10 +100,12 @@ class PerceptronLayer(_Layer):
 
     @property
     def bias(self):
+        """The bias: this layer's own, or the one it shares."""
         return self.b if self._shared_b is None else self._shared_b[0]
 
     @property
     def shares_W(self):
+        """Whether the weights are shared with another layer (a tied autoencoder)."""
         return self._shared_W is not None
 
     #: The original's ``layer.params`` order (and that of its parameter files): bias first.
@@ -111,6 +113,7 @@ class PerceptronLayer(_Layer):
 
     @property
     def param_names(self):
+        """The parameters a parameter file stores for this layer, in order (not the shared ones)."""
         return tuple(n for n, shared in (('W', self._shared_W), ('b', self._shared_b)) if shared is None)
 
     def reset_parameters(self, mode='uni'):
