@@ -1,6 +1,8 @@
 """Dense prediction: ``predictDense``, max-fragment-pooling and the voxel alignment of the output."""
 import itertools
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -269,14 +271,19 @@ def test_regression_net_predicts_its_activated_output():
     assert out.min() >= 0 and out.max() <= 1  # sigmoid
 
 
-def test_printout(capsys):
+def test_printout(capsys, monkeypatch):
     cnn = build((16, 16), [3, 3, 2], [2, 1, 1], [3, 3, 2])
     capsys.readouterr()
+    monkeypatch.setattr(sys.stdout, 'isatty', lambda: True, raising=False)
     cnn.predictDense(np.random.rand(1, 31, 27).astype(np.float32))
     out = capsys.readouterr().out
     # fov 10, offset 5: 21 x 17 predictions, 8 x 8 per tile
     assert out.startswith('Predicting img (1, 31, 27, 1) in 9 Blocks: (3, 3, 1)\n')
     assert '\rProgress: 100.00% in t=0s; estimate: t=0s - done\n' in out
+    monkeypatch.undo()
+    cnn.predictDense(np.random.rand(1, 31, 27).astype(np.float32))   # to a log file or pipe: no carriage returns
+    out = capsys.readouterr().out
+    assert '\r' not in out and '\nProgress: 100.00% in t=0s; estimate: t=0s - done\n' in out
     assert 'Inference speed: ' in out and ' MB or MPix /s\n' in out
     cnn.predictDense(np.random.rand(1, 31, 27).astype(np.float32), show_progress=False)
     out = capsys.readouterr().out

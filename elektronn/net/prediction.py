@@ -49,6 +49,7 @@ __all__ = ['DenseGeometry', 'dense_geometry', 'predict_dense']
 
 #: The progress line is rewritten at most this often (seconds).
 _PROGRESS_INTERVAL = 0.25
+_PROGRESS_INTERVAL_LOG = 10.0   # seconds between progress lines written to a file or pipe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,22 +179,27 @@ def _predict_tile(cnn, tile, geom):
 
 
 class _Progress:
-    """The original's ``\\rProgress: 12.50% in t=3s; estimate: t=24s`` line, rewritten at most every 0.25 s."""
+    """The original's ``\\rProgress: 12.50% in t=3s; estimate: t=24s`` line, rewritten at most every 0.25 s
+    on a terminal; elsewhere (a log file, a pipe) one line at most every 10 s, without carriage returns."""
 
     def __init__(self, total, show, t0):
         self.total, self.show, self.t0, self.last = total, show, t0, -np.inf
         self.done_before = 0  # tiles of earlier passes (test-time augmentation)
+        self.tty = bool(getattr(sys.stdout, 'isatty', lambda: False)())
 
     def update(self, count):
         count += self.done_before
         now = time.time()
-        if not self.show or (count < self.total and now - self.last < _PROGRESS_INTERVAL) or not log.shows():
+        interval = _PROGRESS_INTERVAL if self.tty else _PROGRESS_INTERVAL_LOG
+        if not self.show or (count < self.total and now - self.last < interval) or not log.shows():
             return  # not asked for, drawn a moment ago, or the log level hides INFO (progress is INFO)
         self.last = now
         elapsed = now - self.t0
         progress = count * 100.0 / self.total
-        sys.stdout.write('\rProgress: %.2f%% in %s; estimate: %s'
-                         % (progress, pprinttime(elapsed), pprinttime(elapsed / progress * 100.0)))
+        line = 'Progress: %.2f%% in %s; estimate: %s' % (progress, pprinttime(elapsed),
+                                                          pprinttime(elapsed / progress * 100.0))
+        last = count >= self.total        # ' - done' completes the last line
+        sys.stdout.write('\r' + line if self.tty else line + ('' if last else '\n'))
         sys.stdout.flush()
 
 
