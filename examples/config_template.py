@@ -17,7 +17,8 @@ print_status = True
 # the forward and backward pass; parameters, optimiser states and the loss stay float32; fp16 with
 # loss scaling; CG and LBFGS steps in float32). Where the device has no native support (CPUs
 # without AVX512_BF16/AMX, GPUs below compute capability 8.0 for bf16) training falls back to
-# float32 with a warning.
+# float32 with a warning. 'auto': bf16 where it is native, else float32 without a warning (the
+# recommended EM configs use it).
 mixed_precision = False
 # Also write the history values (losses, errors, LR, step times, segmentation scores) and the
 # preview images to <save_path>/tensorboard/ for TensorBoard (needs the tensorboard package; rank 0

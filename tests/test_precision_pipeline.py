@@ -57,9 +57,20 @@ def test_mixed_precision_falls_back_to_float32_with_a_warning(tmp_path, one_thre
     assert t.cnn.precision == 'fp32'
 
 
+@pytest.mark.parametrize('flags, used', [('none', 'fp32'), ('avx512_bf16', 'bf16')])
+def test_mixed_precision_auto_is_bf16_where_native_else_float32_silently(tmp_path, one_thread_home, monkeypatch,
+                                                                         flags, used):
+    import warnings
+    monkeypatch.setenv('ELEKTRONN_CPU_FLAGS', flags)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')      # no fall-back warning: float32 is what 'auto' asks for there
+        t = quiet(make_trainer, tmp_path, mixed_precision='auto', n_steps=2)
+    assert t.cnn.precision == used
+
+
 @pytest.mark.parametrize('bad', ['bfloat', True, 16])
 def test_a_bad_mixed_precision_is_a_config_error(tmp_path, bad):
-    with pytest.raises(ConfigError, match=r"parameter 'mixed_precision' must be False \(float32\), 'bf16' or 'fp16', "
+    with pytest.raises(ConfigError, match=r"parameter 'mixed_precision' must be False \(float32\), 'bf16', 'fp16' or 'auto', "
                                           r"got %s" % repr(bad)):
         Config(write_config(tmp_path, mixed_precision=bad), init_device=False)
 

@@ -312,9 +312,9 @@ def _gpu(v):
 def _mixed_precision(v):
     if v is False or v is None:
         return False
-    if v in ('bf16', 'fp16'):
+    if v in ('bf16', 'fp16', 'auto'):
         return v
-    raise _Invalid("must be False (float32), 'bf16' or 'fp16'")
+    raise _Invalid("must be False (float32), 'bf16', 'fp16' or 'auto'")
 
 
 def _save_name(v):

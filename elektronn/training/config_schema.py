@@ -73,7 +73,8 @@ MASTER_PARAMS = (
        "'bf16' or 'fp16' (autocast of the forward and backward pass; parameters, optimiser states and the loss stay "
        'float32; fp16 with loss scaling; CG and LBFGS steps in float32). Where the device has no native support '
        '(CPUs without AVX512_BF16/AMX, GPUs below compute capability 8.0 for bf16) training falls back to float32 '
-       'with a warning.', _mixed_precision),
+       "with a warning. 'auto': bf16 where it is native, else float32 without a warning (the recommended EM "
+       'configs use it).', _mixed_precision),
     _p('tensorboard', False, _S_SETUP, '', 'Also write the history values (losses, errors, LR, step times, '
        'segmentation scores) and the preview images to <save_path>/tensorboard/ for TensorBoard '
        '(needs the tensorboard package; rank 0 of a distributed run).', _bool),
