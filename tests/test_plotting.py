@@ -58,3 +58,17 @@ def test_filters_and_debug_batch(tmp_path):
     plotting.plot_filters(Net(), str(tmp_path / 'f.png'))
     plotting.plot_debug_batch(np.random.rand(20, 20), np.ones((10, 10)), str(tmp_path / 'd.png'))
     assert (tmp_path / 'f.png').exists() and (tmp_path / 'd.png').exists()
+
+
+def test_step_axis_drops_ticks_outside_the_plotted_steps():
+    """The Errors plot starts at the third entry: no step tick may be clamped to its edge."""
+    fig = plotting._figure((8, 4))
+    ax = fig.add_subplot(111)
+    steps = np.array([200., 300., 400., 500., 600., 700., 800., 900., 1000.])
+    minutes = 0.25 * np.arange(len(steps)) + 0.25
+    ax.set_xlim(0, minutes[-1])
+    plotting._step_axis(ax, minutes, steps)
+    top = [a for a in fig.axes if a is not ax][0]
+    labels = [int(t.get_text()) for t in top.get_xticklabels()]
+    assert labels == [200, 400, 600, 800, 1000]  # not 0 at 0.25 min
+    np.testing.assert_allclose(top.get_xticks(), np.interp(labels, steps, minutes))

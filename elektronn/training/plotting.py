@@ -86,6 +86,9 @@ def _step_axis(ax, minutes, steps):
     n = int(steps[-1]) if len(steps) else 0
     if n > 0 and len(minutes) > 1 and np.all(np.diff(steps) >= 0):
         ticks = np.unique(np.linspace(0, n, 6).round(-int(np.log10(max(n, 10))) + 1))
+        # np.interp clamps outside the plotted steps: a tick before the first or after
+        # the last step would be drawn at the edge with a wrong (or repeated) label.
+        ticks = ticks[(ticks >= steps[0]) & (ticks <= steps[-1])]
         top.set_xticks(np.interp(ticks, steps, minutes))
         top.set_xticklabels(['%i' % t for t in ticks])
     top.set_xlabel('update steps (%s)' % format(n, ','))
