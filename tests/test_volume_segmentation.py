@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from elektronn.cli.segment import main as segment_main
+from elektronn.inference.blocks import min_blocks_for
 from elektronn.segmentation import SegmentationError, Segmenter, segment_volume
 from elektronn.segmentation import volume_segmentation
 from elektronn.volumes import open_container, open_volume
@@ -218,8 +219,31 @@ def test_cli_segments_and_reports_errors(prob_file, tmp_path, capsys):
 
 def test_on_a_local_dask_cluster(prob_file, tmp_path):
     from elektronn.inference.runners import cluster_client
-    out = '%s:seg' % (tmp_path / 'seg.zarr')
+    out, planned = '%s:seg' % (tmp_path / 'seg.zarr'), '%s:planned' % (tmp_path / 'seg.zarr')
+    single = run('%s:prob' % prob_file, '%s:single' % (tmp_path / 'seg.zarr'), SEGMENTER, halo=HALO)
+    assert single['blocks'] == 1  # the volume fits the default memory
     with cluster_client(workers=2, threads=1) as client:
         result = run('%s:prob' % prob_file, out, SEGMENTER, block_shape=BLOCK, halo=HALO, client=client)
+        shared = run('%s:prob' % prob_file, planned, SEGMENTER, halo=HALO, client=client)
     assert result['blocks'] == 8
     assert same_partition(read(out), SEGMENTER(read('%s:prob' % prob_file)[None]))
+    # planned as prediction plans: two blocks per worker, so that both work; the labelling is the one block's
+    assert shared['blocks'] == 4 and shared['block'] == (24, 32, 32)
+    assert same_partition(read(planned), read('%s:single' % (tmp_path / 'seg.zarr')))
+    assert shared['segments'] == single['segments']
+
+
+def test_a_cluster_gets_two_blocks_per_worker(prob_file):
+    class Client:  # what the planner asks of a distributed.Client
+        def __init__(self, workers):
+            self.workers = workers
+
+        def nthreads(self):
+            return {'tcp://127.0.0.1:%i' % i: 1 for i in range(self.workers)}
+
+    shape, plan = (24, 64, 64), volume_segmentation._block_shape
+    assert min_blocks_for(None) == 1 and min_blocks_for(Client(0)) == 2 and min_blocks_for(Client(3)) == 6
+    assert plan(shape, None, HALO, 2.0) == shape
+    assert plan(shape, None, HALO, 2.0, min_blocks_for(Client(3))) == (24, 16, 32)  # 8 blocks: 4 are too few
+    assert plan(shape, None, HALO, 2.0, 10 ** 6) == (12, 16, 16)  # not below 16 voxels a side (nor forever)
+    assert plan(shape, (24, 64, 64), HALO, 2.0, 6) == shape  # a block shape given is used as given

@@ -34,7 +34,8 @@ large volumes:
   (--halo); fragments that meet across a block face are joined where both blocks agree on the
   face's voxels, so the labels are consistent across blocks. Finished blocks are recorded: an
   interrupted run continues with --resume. --workers N runs the blocks on a local Dask cluster,
-  --scheduler on an existing one (Zarr output).
+  --scheduler on an existing one (Zarr output); there the map is cut into at least two blocks
+  per worker where it allows.
 
 files:
   PROB and SEG are file.h5:key or store.zarr:key. The map's axis order comes from its

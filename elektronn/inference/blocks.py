@@ -16,7 +16,7 @@ import itertools
 
 import numpy as np
 
-__all__ = ['BlockPlan', 'BlockLedger', 'even_blocks']
+__all__ = ['BlockPlan', 'BlockLedger', 'even_blocks', 'min_blocks_for']
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +71,16 @@ class BlockPlan:
 def even_blocks(shape, largest):
     """Blocks no larger than ``largest`` that split ``shape`` into as equal parts as possible."""
     return tuple(-(-s // -(-s // b)) for s, b in zip(shape, largest))
+
+
+def min_blocks_for(client):
+    """The fewest blocks a plan for ``client`` should have (where the volume allows).
+
+    Two per worker of the cluster, so that no worker waits while another works on one large block
+    (and a worker has its next block at hand); a cluster whose workers are still starting counts as
+    one worker. 1 without a client (``None``: this process).
+    """
+    return 1 if client is None else 2 * max(1, len(client.nthreads()))
 
 
 class BlockLedger:

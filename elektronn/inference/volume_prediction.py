@@ -60,7 +60,7 @@ import numpy as np
 
 from elektronn import __version__
 from elektronn import volumes
-from elektronn.inference.blocks import BlockLedger, BlockPlan, even_blocks
+from elektronn.inference.blocks import BlockLedger, BlockPlan, even_blocks, min_blocks_for
 from elektronn.inference.runners import BlockRunError, BlockTask, run_blocks, worker_threads
 from elektronn.net import tta as _tta
 from elektronn.net.prediction import affinity_edges, dense_geometry
@@ -549,7 +549,7 @@ def _predict_volume(cnn, input_spec, output_spec, layout, pad_raw, as_uint8, mem
         else:
             plan = plan_blocks(cnn, pred_shape, geom.fov, memory_gb * 1e9, volume.n_ch,
                                np.dtype(probe.dtype).itemsize, np.dtype(fmt.dtype).itemsize,
-                               min_blocks=1 if client is None else 2 * max(1, len(client.nthreads())))
+                               min_blocks=min_blocks_for(client))
         voxel_size = _output_voxel_size(probe, volume, fmt)
     finally:
         fin.close()

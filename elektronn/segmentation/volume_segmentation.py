@@ -40,7 +40,7 @@ import numpy as np
 
 from elektronn import __version__
 from elektronn import volumes
-from elektronn.inference.blocks import BlockLedger, BlockPlan, even_blocks
+from elektronn.inference.blocks import BlockLedger, BlockPlan, even_blocks, min_blocks_for
 from elektronn.inference.runners import BlockRunError, BlockTask, run_blocks
 from elektronn.segmentation.segmenter import Segmenter, select_channels
 from elektronn.segmentation.watershed import as_unit_float
@@ -371,7 +371,8 @@ def segment_volume(input_spec, output_spec, segmenter=None, channel=None, axes=N
         channel: The boundary channel of a map with several.
         axes: The map's axis order (``'czxy'``, ``'zxy'``, ``'cxyz'``, ...; default: its record, else
             ``zxy`` / ``czxy``).
-        block_shape: Block shape ``(z, x, y)`` (default: as large as ``memory_gb`` allows).
+        block_shape: Block shape ``(z, x, y)`` (default: as large as ``memory_gb`` allows; with a
+            ``client`` at least two blocks per worker where the volume allows, as prediction plans).
         halo: Context ``(z, x, y)`` around each block (default :data:`DEFAULT_HALO`, z 0 in 2D).
         memory_gb: Memory for one block with its halo, per process.
         face_overlap: Share of a fragment's voxels on a block face that must match (see the module docstring).
@@ -441,7 +442,7 @@ def _segment_volume(input_spec, output_spec, segmenter, channel, axes, block_sha
         raise SegmentationError('halo must be 3 non-negative voxel counts (z, x, y), got %r' % (halo,))
     if segmenter.two_d:
         halo = (0,) + halo[1:]
-    plan = BlockPlan(shape, _block_shape(shape, block_shape, halo, memory_gb))
+    plan = BlockPlan(shape, _block_shape(shape, block_shape, halo, memory_gb, min_blocks_for(client)))
     halo = tuple(max(h, 1) if g > 1 and not (d == 0 and segmenter.two_d) else h
                  for d, (h, g) in enumerate(zip(halo, plan.grid)))
     job = _Job(input_path, input_key, output_path, output_key, layout, channels, segmenter, plan, halo,
@@ -508,7 +509,9 @@ def _spatial_geometry(probe, layout):
     return voxel_size, translation
 
 
-def _block_shape(shape, block_shape, halo, memory_gb):
+def _block_shape(shape, block_shape, halo, memory_gb, min_blocks=1):
+    """``block_shape`` (checked), or the largest even blocks whose block and halo fit ``memory_gb``, split
+    further into at least ``min_blocks`` blocks as long as a side is longer than 16 voxels."""
     if block_shape is not None:
         if len(block_shape) != 3 or min(int(b) for b in block_shape) < 1:
             raise SegmentationError('block_shape must be 3 positive voxel counts (z, x, y), got %r' % (block_shape,))
@@ -519,6 +522,10 @@ def _block_shape(shape, block_shape, halo, memory_gb):
     block = list(shape)
     while np.prod([b + 2 * h for b, h in zip(block, halo)]) > budget and max(block) > 16:
         d = int(np.argmax(block))  # halve the longest side until the block and its halo fit
+        block[d] = -(-block[d] // 2)
+    # ... and until every worker of a cluster has blocks (the labels are the same up to their numbering)
+    while np.prod([-(-s // b) for s, b in zip(shape, block)]) < min_blocks and max(block) > 16:
+        d = int(np.argmax(block))
         block[d] = -(-block[d] // 2)
     return even_blocks(shape, block)
 
