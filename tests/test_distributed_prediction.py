@@ -231,6 +231,42 @@ def test_relative_paths_reach_workers_in_other_folders(tmp_path, client, net, ra
     np.testing.assert_allclose(read_prob(tmp_path / 'out.zarr:prob'), expected, atol=1e-6)
 
 
+def test_a_scheduler_neither_unpickles_the_task_nor_logs_a_traceback_when_a_client_closes(tmp_path, client, net, raw,
+                                                                                          expected, monkeypatch):
+    """As ``elektronn-predict --scheduler``: a client of its own. The local cluster's scheduler runs in this process,
+    so what it unpickles and logs is seen here."""
+    import logging
+    import threading
+    from elektronn.inference.volume_prediction import PredictionTask
+    unpickled = []
+    monkeypatch.setattr(PredictionTask, '__setstate__',
+                        lambda self, state: (unpickled.append(threading.current_thread().name),
+                                             self.__dict__.update(state)))
+
+    class Records(logging.Handler):
+        messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage() + (' (traceback)' if record.exc_info else ''))
+
+    handler, batched = Records(), logging.getLogger('distributed.batched')
+    level = batched.level
+    batched.addHandler(handler)
+    batched.setLevel(logging.INFO)  # the local cluster silences it
+    try:
+        src = write(tmp_path / 'raw.zarr', 'raw', raw)
+        with runners.cluster_client(scheduler=client.scheduler.address) as other:
+            quiet(predict_volume, net, src + ':raw', str(tmp_path / 'out.zarr:prob'), block_shape=(4, 13, 13),
+                  client=other, show_progress=False)
+        time.sleep(1.0)  # the scheduler's answers to a closed client fail (and are logged) a moment later
+    finally:
+        batched.removeHandler(handler)
+        batched.setLevel(level)
+    np.testing.assert_allclose(read_prob(tmp_path / 'out.zarr:prob'), expected, atol=1e-6)
+    assert unpickled == []  # the workers unpickle the task (and its network), not the scheduler
+    assert not [m for m in Records.messages if 'Comm Closed' in m or 'traceback' in m], Records.messages
+
+
 def test_an_image_in_a_zarr_v3_store_gets_ngff_0_5(tmp_path, net, raw, capsys):
     from ome_zarr_models.v05 import Image
     zarr.open_group(str(tmp_path / 'v3.zarr'), mode='w', zarr_format=3)

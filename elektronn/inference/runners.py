@@ -21,6 +21,7 @@ list of blocks:
 import contextlib
 import logging
 import os
+import pickle
 import threading
 import time
 import uuid
@@ -207,13 +208,17 @@ def _run_here(task, todo, finished):
 
 
 def _run_on_cluster(task, todo, client, finished):
+    import cloudpickle
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
     if not todo:
         return
     # The task travels once, as the result of a task that returns it: workers fetch it from each other, and the
     # scheduler can make it again should every worker holding it die (scattered data would be lost then).
-    task_future = client.submit(_identity, task, key='elektronn-task-%s' % task.token, pure=False)
+    # It travels pickled: the scheduler unpickles the graphs it gets, and would else import (and hold) whatever
+    # the task holds, e.g. a network (printing 'Load ELEKTRONN Core'); only the workers unpickle it.
+    task_future = client.submit(pickle.loads, cloudpickle.dumps(task), key='elektronn-task-%s' % task.token,
+                                pure=False)
     # Every worker holds it before the first block: else the blocks cling to the worker that has it and the
     # others get theirs late, by work stealing.
     client.replicate([task_future])
@@ -248,7 +253,10 @@ def _run_on_cluster(task, todo, client, finished):
     except BaseException:
         client.cancel(list(queue.futures) + [task_future])
         raise
-    client.cancel([task_future])
+    # Released, not cancelled: a cancellation makes the scheduler report the cancelled keys back to the client,
+    # which may be closing by then (a CommClosedError traceback in the scheduler's log). Released keys are
+    # forgotten without a reply, and the workers free the task alike.
+    task_future.release()
 
 
 class _Window:
@@ -267,10 +275,6 @@ class _Window:
             self.checked = now
             self.value = max(16, 4 * (sum(self.client.nthreads().values()) or 1))
         return self.value
-
-
-def _identity(value):
-    return value
 
 
 def _failures():
