@@ -7,6 +7,7 @@ against the data voxel they belong to.
 import copy
 import os
 import pickle
+import warnings
 
 import h5py
 import numpy as np
@@ -693,6 +694,23 @@ def test_risky_data_and_settings_warn_at_the_callers_line(tmp_path):
     assert ['integers above 255' in str(w.message) for w in rec] == [True, False]
     assert 'labels are cut off!\nOn each side of the cube [1, 3, 3] (z, x, y)' in str(rec[1].message)
     assert {w.filename for w in rec} == {__file__}   # the call in load(), not inside elektronn
+
+
+
+def test_cubes_of_one_dataset_are_named_by_their_region(tmp_path):
+    """A training and a validation region of one file each get their warning (Python shows a text once)."""
+    write_h5(tmp_path / 'r.h5', raw=np.full((12, 12, 12), 100, np.uint8))
+    write_h5(tmp_path / 'l.h5', lab=np.ones((12, 12, 12), np.int16))
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter('default')  # Python's default: a warning's text once per place
+        load(tmp_path, [('r.h5', 'raw', dict(z=(0, 6))), ('r.h5', 'raw', dict(z=(6, 12)))],
+             [('l.h5', 'lab', dict(z=(0, 6))), ('l.h5', 'lab', dict(z=(6, 12)))], valid_cubes=[1],
+             patch_size=(3, 9, 9), stride=1, offset=(1, 3, 3), n_dim=3, n_lab=2)
+    cut = [str(w.message) for w in rec if 'labels are cut off' in str(w.message)]
+    assert [m.split('cannot predict them from ')[1] for m in cut] == [
+        '%s[raw] region z=(0, 6)' % (tmp_path / 'r.h5'), '%s[raw] region z=(6, 12)' % (tmp_path / 'r.h5')]
+    assert cubes_mod.describe('r.h5', 'raw', dict(y=(1, 5), x=(0, 4))) == 'r.h5[raw] region x=(0, 4), y=(1, 5)'
+    assert cubes_mod.describe('r.h5', 'raw', {}) == cubes_mod.describe('r.h5', 'raw') == 'r.h5[raw]'
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -45,9 +45,14 @@ class DataKeyError(KeyError):
         return str(self.args[0]) if self.args else ''
 
 
-def describe(path, key):
-    """``'file.h5[key]'``, the way cubes are named in messages."""
-    return '%s[%s]' % (path, key)
+def describe(path, key, region=None):
+    """``'file.h5[key]'``, the way cubes are named in messages; with a ``region`` (see
+    :func:`parse_file_entry`) ``'file.h5[key] region z=(0, 24)'``, so that cubes of one dataset differ."""
+    name = '%s[%s]' % (path, key)
+    if region:
+        name += ' region ' + ', '.join('%s=(%i, %i)' % ((axis,) + tuple(region[axis])) for axis in 'xyz'
+                                       if axis in region)
+    return name
 
 
 def open_cube(path, key, role):
@@ -66,7 +71,12 @@ def open_cube(path, key, role):
         FileNotFoundError: ``path`` does not exist.
         OSError: ``path`` cannot be read as an HDF5 file or Zarr store.
         DataKeyError: nothing at ``key``, or a group.
+
+    A file of the embedded synthetic data set is generated first if need be (see
+    :func:`elektronn.data.synthetic.provide`).
     """
+    from elektronn.data import synthetic
+    synthetic.provide(path)
     lists = 'd_files and data_path' if role == 'data' else 'l_files and label_path'
     noun = 'store' if str(path).lower().rstrip('/').endswith(volumes.ZARR_SUFFIXES) else 'file'
     if not os.path.exists(path):

@@ -333,6 +333,9 @@ class CNNData(PatchSampler):
             self._check_raw_ndim(d_ds.ndim, d_ds.shape, d_name)
             d_sl = _cubes.file_slices(d_ds.ndim, self.zchxy_order, d_region, d_ds.shape, d_name)
             l_sl = _cubes.file_slices(l_ds.ndim, self.zchxy_order, l_region, l_ds.shape, l_name) if l_ds.size else ()
+            # from here on the cube is the region: cubes of one dataset must not share a name (a warning
+            # about the second would look like a repeat of the first, which Python shows only once)
+            d_name, l_name = _cubes.describe(d_full, d_key, d_region), _cubes.describe(l_full, l_key, l_region)
             raw_shape = _cubes.internal_raw_shape(
                 [len(range(*s.indices(n))) for s, n in zip(d_sl, d_ds.shape)], self.zchxy_order)
             info = label_checks.read_lazy_info(l_file, l_full)
