@@ -1,8 +1,8 @@
 # ELEKTRONN example: the 3D neuro example on the embedded synthetic EM volume (no download).
 #
 # On first use the data set (3 anisotropic EM-like cubes with barrier labels and 2 preview cubes) is
-# generated into $ELEKTRONN_HOME/synthetic_neuro (default ~/.ELEKTRONN/synthetic_neuro), which takes
-# about 20 seconds; later runs reuse it. Run
+# generated into $ELEKTRONN_HOME/synthetic_neuro (default ~/.ELEKTRONN/synthetic_neuro) when the
+# training loads it, which takes about 20 seconds; later runs reuse it. Run
 #
 #     elektronn-train neuro_3d_synthetic_config.py
 #
@@ -12,9 +12,9 @@
 # below 10 % within a minute and to about 4 % at the end (measured: 2600 steps, 4 min 57 s for the
 # whole command on first use). Previews of the two preview cubes follow after 1.5 and 4.2 minutes.
 
-from elektronn.data.synthetic import get_synthetic_neuro_data
-_synthetic = get_synthetic_neuro_data()
-del get_synthetic_neuro_data
+from elektronn.data.synthetic import synthetic_neuro_folder
+_synthetic = synthetic_neuro_folder()   # the folder only: reading this config generates nothing
+del synthetic_neuro_folder
 
 ### Pipeline setup ###
 save_path = '~/CNN_Training/3D/'

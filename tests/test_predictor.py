@@ -174,6 +174,26 @@ def test_predict_without_parameters_names_what_it_looked_for(run, tmp_path, caps
                              os.path.join(run['save_dir'], 'tiny-LAST.param')]) == 0
 
 
+def test_predict_prints_the_tile_once_and_nothing_about_momenta(run, tmp_path, capsys):
+    folder = copy_of_run(run, tmp_path, ['tiny_end.param'])
+    backup = os.path.join(folder, 'Backup', 'config.py')
+    text = open(backup).read()
+    with open(backup, 'w') as f:  # valid for training; the MFP rule of prediction changes 19 to 18
+        f.write(text.replace('desired_input = [18, 18, 5]', 'desired_input = [19, 19, 5]'))
+    assert predict_cli.main([folder, '%s:raw' % (run['folder'] / 'raw.h5'), str(tmp_path / 'out.h5')]) == 0
+    out = capsys.readouterr().out
+    assert out.count('Selected patch-size for CNN input: Input: [5, 18, 18]') == 1
+    assert 'changed to' not in out and 'momenta' not in out
+    cnn = create_predncnn(folder, 1, 2, gpu=False, override_MFP_to_active=True)
+    out = capsys.readouterr().out
+    assert 'changed to' not in out and 'momenta' not in out
+    # an input size the caller imposes is still noted; other loads of parameters still reset the momenta
+    create_predncnn(folder, 1, 2, gpu=False, imposed_input_size=(5, 20, 18))
+    assert 'Info: input (20) changed to (19) (size not possible)' in capsys.readouterr().out
+    cnn.loadParameters(os.path.join(folder, 'tiny_end.param'))
+    assert 'CNN: resetting momenta' in capsys.readouterr().out
+
+
 # -- elektronn-predict -----------------------------------------------------------------------------
 def predict(*args):
     return quiet(predict_cli.main, [str(a) for a in args])

@@ -104,3 +104,28 @@ def test_files_have_the_example_layout_and_load_registered(tmp_path):
     d, l = data.getbatch(8, strided=False)
     under = d[:, 1:-1, 0, 8:-8, 8:-8]
     assert under[l == 1].mean() < under[l == 0].mean() - 0.15     # labels sit on the dark membranes
+
+
+def test_the_default_data_set_is_named_by_configs_and_generated_by_the_loaders(tmp_path, capsys, monkeypatch):
+    from elektronn.training.config import Config, ConfigError
+    from elektronn.training.previews import load_preview_cubes
+    from pipeline_helpers import PREDICTION_RUN, write_config
+    monkeypatch.setenv('ELEKTRONN_HOME', str(tmp_path / 'home'))
+    monkeypatch.setattr(synthetic, 'DEFAULT_SETTINGS', dict(SMALL, seed=0))
+    folder = synthetic.synthetic_neuro_folder()
+    assert folder == os.path.join(synthetic.default_cache_dir(), '') and not os.path.exists(folder)
+    assert synthetic.provides(folder + 'raw_0.h5') and synthetic.provides(folder + 'preview_cubes.h5')
+    assert not synthetic.provides(folder + 'raw_1.h5') and not synthetic.provides(str(tmp_path / 'raw_0.h5'))
+    files = dict(data_path=folder, label_path=folder, d_files=[('raw_0.h5', 'raw')],
+                 l_files=[('barrier_int16_0.h5', 'lab')], preview_data_path=folder + 'preview_cubes.h5')
+    Config(write_config(tmp_path, base=PREDICTION_RUN, **files), init_device=False)  # the files will be made
+    assert not os.path.exists(folder)
+    with pytest.raises(ConfigError, match='raw_1.h5 does not exist'):
+        Config(write_config(tmp_path, base=PREDICTION_RUN, **dict(files, d_files=[('raw_1.h5', 'raw')])),
+               init_device=False)
+    capsys.readouterr()
+    assert len(load_preview_cubes(folder + 'preview_cubes.h5')) == 1  # the first loader generates the set
+    assert 'Generating the synthetic neuro data set in %s' % folder.rstrip('/') in capsys.readouterr().out
+    data = CNNData((5, 41, 41), (1, 2, 2), (1, 8, 8), n_dim=3, n_lab=None, anisotropic_data=True, seed=0)
+    data.addDataFromFile(folder, folder, files['d_files'], files['l_files'])
+    assert 'Generating' not in capsys.readouterr().out and data.n_lab == 2

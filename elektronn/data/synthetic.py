@@ -27,7 +27,10 @@ Files (the layout of the original's neuro example, read by
   ``(x, y, z)``.
 
 Use :func:`get_synthetic_neuro_data` to get the folder, generating it on first use; from the
-shell: ``python -m elektronn.data.synthetic [folder]``.
+shell: ``python -m elektronn.data.synthetic [folder]``. A config names the folder with
+:func:`synthetic_neuro_folder`, which generates nothing: the training data loader (and the
+preview loader) generate the data set when they open one of its files (:func:`provide`), so that
+reading a config (e.g. ``elektronn-predict`` reading ``Backup/config.py``) stays cheap.
 """
 import argparse
 import json
@@ -43,7 +46,8 @@ from elektronn.utils import atomic_path, atomic_write
 
 logger = logging.getLogger('elektronn.data.synthetic')  # not __name__: that is '__main__' under python -m
 
-__all__ = ['make_volume', 'write_dataset', 'get_synthetic_neuro_data', 'default_cache_dir', 'GENERATOR_VERSION']
+__all__ = ['make_volume', 'write_dataset', 'get_synthetic_neuro_data', 'default_cache_dir', 'synthetic_neuro_folder',
+           'provides', 'provide', 'GENERATOR_VERSION']
 
 #: Bumped whenever the generator's output changes; a cache made by another version is rebuilt.
 GENERATOR_VERSION = 1
@@ -268,6 +272,33 @@ def get_synthetic_neuro_data(folder=None, verbose=True, **settings):
             json.dump(manifest, f, indent=1)
             os.fchmod(f.fileno(), _file_mode())
     return os.path.join(folder, '')
+
+
+def synthetic_neuro_folder():
+    """The folder of the default data set, with a trailing separator, generating nothing (for configs).
+
+    The training generates the data set there when it loads a file of it (see :func:`provide`).
+    """
+    return os.path.join(os.path.abspath(default_cache_dir()), '')
+
+
+def provides(path):
+    """Whether ``path`` is a file of the default data set (in :func:`default_cache_dir`), which
+    :func:`provide` generates on demand."""
+    path = os.path.abspath(os.path.expanduser(str(path)))
+    return (os.path.dirname(path) == os.path.abspath(default_cache_dir())
+            and os.path.basename(path) in _expected_files(DEFAULT_SETTINGS))
+
+
+def provide(path):
+    """Generate the default data set (as :func:`get_synthetic_neuro_data`) when ``path`` is one of its
+    files and the set is missing, incomplete or made by another generator version; else do nothing.
+
+    The loaders call it before they open a file, so that a config can name the data set without
+    generating it.
+    """
+    if provides(path):
+        get_synthetic_neuro_data()
 
 
 def _expected_files(settings):

@@ -35,7 +35,7 @@ class NetIOMixin:
             logger.info(' shapes are: %s', [tuple(a.shape) for layer in layers for a in layer.param_arrays()[:1]])
         _params.save_parameters(path, layers, self.poolings)
 
-    def loadParameters(self, myfile='CNN.save', strict=False, n_layers_to_load=-1):
+    def loadParameters(self, myfile='CNN.save', strict=False, n_layers_to_load=-1, reset_momenta=True):
         """Load parameters saved by :meth:`saveParameters` (or a legacy ``.param`` file).
 
         Args:
@@ -43,10 +43,11 @@ class NetIOMixin:
             strict: Require exactly matching layers and shapes (``ValueError`` naming the first
                 mismatch otherwise). The default adapts differing shapes (see :mod:`elektronn.net.params`).
             n_layers_to_load: Load only the first k layers (all if negative).
-
-        Momenta are reset first.
+            reset_momenta: Reset the momenta first (printing ``CNN: resetting momenta``), as the
+                original did; prediction, whose network has no optimiser state, passes ``False``.
         """
-        self.resetMomenta()
+        if reset_momenta:
+            self.resetMomenta()
         saved, _ = _params.read_parameter_file(myfile)
         legacy.reorder_flattened_inputs(saved, self._saveable_layers())
         _params.apply_parameters(self._saveable_layers(), saved, path=str(myfile), strict=strict,

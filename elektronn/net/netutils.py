@@ -78,7 +78,8 @@ class _CNNCalculator:
     """Shape maths for one spatial dimension; built by :func:`CNNCalculator`."""
 
     def __init__(self, filters, poolings, desired_input=None, MFP=None, force_center=False,
-                 desired_output=None, axis_name=''):
+                 desired_output=None, axis_name='', notes=True):
+        self._notes = notes
         mfp = [bool(m) for m in (MFP if MFP is not None else [False] * len(filters))]
         self.mfp = mfp
         self.fields = _receptive_fields(filters, poolings)
@@ -125,8 +126,7 @@ class _CNNCalculator:
         self.fov = fov
         self.output = self.pool_out[-1]
 
-    @staticmethod
-    def _pick(desired, candidates, inputs, what):
+    def _pick(self, desired, candidates, inputs, what):
         """Input size for a desired ``what`` (input or output) size, with the original's notes."""
         if desired is None:
             return inputs[-1]
@@ -138,7 +138,8 @@ class _CNNCalculator:
         else:
             i = max(k for k, c in enumerate(candidates) if c <= desired)
             reason = 'size not possible'
-        logger.info('Info: %s (%i) changed to (%i) (%s)', what, desired, candidates[i], reason)
+        if self._notes:
+            logger.info('Info: %s (%i) changed to (%i) (%s)', what, desired, candidates[i], reason)
         return inputs[i]
 
     def __repr__(self):
@@ -187,7 +188,7 @@ def _per_dimension(value, n_dim, name):
 
 
 def CNNCalculator(filters, poolings, desired_input=None, MFP=False, force_center=False,
-                  desired_output=None, n_dim=1):
+                  desired_output=None, n_dim=1, notes=True):
     """Compute valid input sizes, fields of view, strides and offsets of a CNN.
 
     A *function* returning an object whose attributes describe the architecture; print it for
@@ -207,6 +208,7 @@ def CNNCalculator(filters, poolings, desired_input=None, MFP=False, force_center
             centred on input pixels) instead of printing a warning.
         desired_output: Alternative to ``desired_input``: wanted output size.
         n_dim: Number of spatial dimensions (1, 2 or 3).
+        notes: Print the ``Info:`` note when a desired size is changed (as the original did).
 
     Returns:
         An object with the attributes ``input``, ``offset``, ``pred_stride``, ``valid_inputs``,
@@ -255,7 +257,7 @@ def CNNCalculator(filters, poolings, desired_input=None, MFP=False, force_center
         calcs.append(_CNNCalculator([f[d] for f in per_layer['filters']],
                                     [p[d] for p in per_layer['poolings']],
                                     inputs[d], [m[d] for m in per_layer['MFP']], force_center,
-                                    outputs[d], axis_name=str(d) if n_dim > 1 else ''))
+                                    outputs[d], axis_name=str(d) if n_dim > 1 else '', notes=notes))
     if n_dim == 1:
         return calcs[0]
     return _MultiCNNCalculator(calcs)

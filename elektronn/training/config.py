@@ -110,6 +110,12 @@ def _check_known(names, path, what):
                               % (what, path, key, suggest_name(key, list(_PARAMS_BY_NAME))))
 
 
+def _synthetic_file(path):
+    """Whether ``path`` is a file of the embedded synthetic data set, which its loader generates."""
+    from elektronn.data import synthetic
+    return synthetic.provides(path)
+
+
 def _is_save_dir(path):
     """Whether ``path`` looks like a directory an ELEKTRONN run made (it has a Backup/ folder)."""
     return os.path.isdir(os.path.join(path, 'Backup'))
@@ -206,13 +212,17 @@ class Config:
             ``False``: the caller selects it (e.g. under torchrun), :meth:`init_device` does nothing.
         check_files: Check that the training data files exist. Prediction passes ``False``: it
             needs the network, not the data.
+        size_notes: Print the ``Info: input (127) changed to (126)`` notes when ``desired_input``
+            (or ``imposed_input_size``) is not a valid size. Prediction passes ``False`` unless it
+            imposes an input size: the MFP rule changes the training's size, which is no news there.
 
     Raises:
         ConfigError: naming the file, the parameter and the rule it breaks.
     """
 
     def __init__(self, config_file, gpu=None, trainer_file=None, use_existing_dir=False,
-                 override_MFP_to_active=False, imposed_input_size=None, init_device=True, check_files=True):
+                 override_MFP_to_active=False, imposed_input_size=None, init_device=True, check_files=True,
+                 size_notes=True):
         self.config_file = os.path.abspath(os.path.expanduser(config_file))
         # what prepare_run() does later: the constructor has no side effects
         self._gpu = gpu
@@ -225,6 +235,7 @@ class Config:
         self._prepared_dir = None  # the save directory prepare_save_dir() made
         self.override_MFP_to_active = override_MFP_to_active
         self.imposed_input_size = imposed_input_size
+        self._size_notes = size_notes
         self.dimensions = None
         self.patch_size = None
         if not os.path.isfile(self.config_file):
@@ -439,9 +450,10 @@ class Config:
                  'needs one weight per class (n_lab=%i)' % self.n_lab, list(self.class_weights))
 
     def checkFiles(self):
-        """Fail early, naming the path, when a file the run needs does not exist."""
+        """Fail early, naming the path, when a file the run needs does not exist (the files of the
+        embedded synthetic data set are generated when the data is loaded, see :mod:`elektronn.data.synthetic`)."""
         def need(path, name):
-            if not os.path.exists(path):
+            if not os.path.exists(path) and not _synthetic_file(path):
                 raise ConfigError('%s: parameter %r: file %s does not exist' % (self.config_file, name, path))
 
         if self.data_class_name is None and self.mode != 'vect-scalar':
@@ -461,7 +473,7 @@ class Config:
         from elektronn.net.netutils import CNNCalculator
         try:
             dims = CNNCalculator(self.filters, self.pool, self.desired_input, MFP=self.MFP,
-                                 force_center=(self.mode == 'img-img'), n_dim=self.n_dim)
+                                 force_center=(self.mode == 'img-img'), n_dim=self.n_dim, notes=self._size_notes)
         except ValueError as e:
             raise ConfigError('%s: filters/pool/desired_input do not give a valid CNN: %s' % (self.config_file, e)) \
                 from None
@@ -472,7 +484,7 @@ class Config:
                 strides = dims.pred_stride if _is_seq(dims.pred_stride) else [dims.pred_stride] * self.n_dim
                 bigger = [i + s if i < d else i for i, s, d in zip(inputs, strides, desired)]
                 dims = CNNCalculator(self.filters, self.pool, bigger, MFP=self.MFP, force_center=False,
-                                     n_dim=self.n_dim)
+                                     n_dim=self.n_dim, notes=self._size_notes)
             elif self.border_mode == 'reject':
                 raise ConfigError("%s: parameter 'border_mode' is 'reject', but desired_input %s is not a valid "
                                   'input size of this CNN (nearest valid: %s); change the architecture, the image '

@@ -65,10 +65,12 @@ def _prediction_config(config_file, gpu, override_MFP_to_active, imposed_input_s
     """The training config of ``config_file`` (a file or a save directory), read for prediction:
     the save directory is used as it is (nothing backed up or deleted) and the training data
     need not exist. The caller selects the device (``config.init_device()``) when it builds the
-    network."""
+    network. Only an imposed input size gets the ``Info: ... changed to`` notes: the training's
+    ``desired_input`` changed by the MFP rule is no news (the tile used is printed in any case)."""
     path, save_dir = locate_run(config_file)
     config = Config(path, gpu, None, use_existing_dir=True, override_MFP_to_active=override_MFP_to_active,
-                    imposed_input_size=imposed_input_size, check_files=False)
+                    imposed_input_size=imposed_input_size, check_files=False,
+                    size_notes=imposed_input_size is not None)
     if save_dir is not None:
         config.save_path = save_dir  # the run may have moved since it was trained
     config.param_file = None  # the trained parameters replace the initial ones
@@ -197,7 +199,8 @@ def _build(config, n_ch, n_lab, param_path, precision):
     else:
         cnn = createNet(config, tuple(np.atleast_1d(n_ch).astype(int)), None, n_lab, None)
     try:
-        cnn.loadParameters(param_path, strict=True)
+        # a network built for prediction has no optimiser state: no 'resetting momenta'
+        cnn.loadParameters(param_path, strict=True, reset_momenta=False)
     except ValueError as e:
         raise ValueError('%s does not fit the network of %s built with n_ch=%r, n_lab=%r: %s'
                          % (param_path, config.config_file, n_ch, n_lab, e)) from None

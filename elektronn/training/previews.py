@@ -32,6 +32,8 @@ def load_preview_cubes(path, mean=None, std=None):
         ValueError: the file holds no dataset, or one of the wrong dimensionality.
     """
     from elektronn import volumes
+    from elektronn.data import synthetic
+    synthetic.provide(path)  # the preview cubes of the embedded synthetic data set: generated if need be
     try:
         f = volumes.open_container(path, 'r', 'preview_data_path')
     except volumes.VolumeError as e:
