@@ -69,7 +69,8 @@ SHARED = os.path.join(ROOT, '..', 'shared', 'data')
 sys.path.insert(0, HERE)
 from _pipeline_setup import (add_precision_argument, emit, example_trainer, precision_override,  # noqa: E402
                              train_for_cpu_budget)
-from bench_segmentation import FIB_GRID, ISBI_GRID, predict_membranes, segment_and_score, tune  # noqa: E402
+from bench_segmentation import (FIB_GRID, ISBI_GRID, predict_membranes, progress, segment_and_score,  # noqa: E402
+                                tune)
 
 #: ``--compare``: the held-back region of each example. ``tune_z`` / ``score_z``: the watershed's tuning
 #: region and the scored one (``[start, stop)`` along z); ``tile``: the MFP input tile, ``None`` in z for
@@ -131,6 +132,8 @@ def main():
     wanted = DATA_FILES.get(args.example)
     if wanted and not os.path.exists(os.path.join(args.data, wanted)):
         raise SystemExit('%s not found in %s (give --data)' % (wanted, args.data))
+    if args.parallel and not args.compare:
+        raise SystemExit('--parallel trains the two configs of --compare at once; give --compare too')
     if args.compare and args.example not in CASES:
         raise SystemExit('--compare needs --example %s' % ' or '.join(sorted(CASES)))
     os.environ['ELEKTRONN_SHARED_DATA'] = os.path.abspath(args.data)
@@ -213,7 +216,7 @@ def score_config(name, args, workdir):
     t_wall = time.time()
     config_path = os.path.join(workdir, '%s_config.py' % name)
     trainer = example_trainer(source, config_path, os.path.join(workdir, 'run_' + name), **overrides)
-    _progress('%s config: training for %.0f CPU minutes' % (name, args.cpu_minutes))
+    progress('%s config: training for %.0f CPU minutes' % (name, args.cpu_minutes))
     training = train_for_cpu_budget(trainer, 60.0 * args.cpu_minutes)
     raw, labels, gt = _held_back_volumes(args.data, args.example, case)
     context = int(np.floor(float(trainer.config.dimensions.offset[0])))   # real sections the net sees around one
@@ -224,7 +227,7 @@ def score_config(name, args, workdir):
     fields = dict(config=os.path.relpath(source, ROOT), overrides=overrides, training_precision=trainer.cnn.precision,
                   input=list(c.patch_size), **training)
     for tta in (False, True):
-        _progress('%s config: predicting z %i-%i%s' % (name, z0, s1 - 1, ' with TTA' if tta else ''))
+        progress('%s config: predicting z %i-%i%s' % (name, z0, s1 - 1, ' with TTA' if tta else ''))
         t_pred = time.time()
         membrane = predict_membranes(trainer, config_path, raw[z0:s1], tile, tta=tta, precision='fp32')
         suffix = '_tta' if tta else ''
@@ -278,10 +281,6 @@ def comparison(before, recommended):
         fields[metric + '_recommended_tta_vs_before'] = (round(recommended[metric + '_tta'] / before[metric], 3)
                                                          if before[metric] else None)
     return fields
-
-
-def _progress(text):
-    print('[bench_isbi %s] %s' % (time.strftime('%H:%M:%S'), text), file=sys.stderr, flush=True)
 
 
 def _setting(text):

@@ -108,7 +108,9 @@ SIGMAS = (1.0, 2.0)
 
 
 def progress(text):
-    print('[bench_segmentation %s] %s' % (time.strftime('%H:%M:%S'), text), file=sys.stderr, flush=True)
+    """A progress line on stderr, named after the running benchmark script (this one or one importing it)."""
+    script = os.path.splitext(os.path.basename(sys.argv[0]))[0] or 'bench_segmentation'
+    print('[%s %s] %s' % (script, time.strftime('%H:%M:%S'), text), file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------------------------------
