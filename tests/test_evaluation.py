@@ -8,8 +8,8 @@ from skimage.metrics import variation_of_information as sk_variation_of_informat
 
 from elektronn.evaluation import (SCORE_KEYS, Contingency, NothingToScore, adapted_rand_error, best_boundary_prf,
                                   boundary_prf, contingency, evaluate, format_table,
-                                  gt_segmentation_from_boundaries, per_section, rand_scores, segmentation_scores,
-                                  variation_of_information, worst_errors)
+                                  gt_segmentation_from_boundaries, isbi_pixel_error, per_section, rand_scores,
+                                  segmentation_scores, variation_of_information, worst_errors)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -345,6 +345,36 @@ def test_best_boundary_prf_with_given_thresholds_and_uint8_maps():
     assert grid['threshold'] == (0.1, 0.4, 0.7)[int(np.argmax(f1_grid))]
 
 
+@pytest.mark.parametrize('as_uint8', [False, True])
+def test_isbi_pixel_error_is_one_minus_the_best_interior_fscore(as_uint8):
+    """The challenge script's definition, by brute force: interior (non-membrane) pixels positive, a pixel
+    predicted interior when 1 - p > t, the F-score maximised over t."""
+    rng = np.random.default_rng(17)
+    gt = (rng.random((2, 20, 20)) < 0.2).astype(np.uint8)      # ~20 % membrane, as ISBI 2012
+    prob = np.clip(gt * 0.4 + rng.random(gt.shape) * 0.6, 0, 1)
+    if as_uint8:
+        prob = np.round(prob * 255).astype(np.uint8)
+    p = prob / 255.0 if as_uint8 else prob
+    interior_truth = gt == 0
+
+    def interior_f(t):
+        found = (1 - p) > t
+        return 2.0 * np.sum(found & interior_truth) / (found.sum() + interior_truth.sum())
+
+    thresholds = np.r_[-1.0, np.unique(1 - p)]                  # "> t" at every level and below all of them
+    expected = 1 - max(interior_f(t) for t in thresholds)
+    r = isbi_pixel_error(prob, gt)
+    assert r['pixel_error'] == pytest.approx(expected, abs=1e-12) and r['f1'] == pytest.approx(1 - expected)
+    found = p < r['threshold'] + 1e-12                         # the reported threshold reproduces the F-score
+    assert 2.0 * np.sum(found & interior_truth) / (found.sum() + interior_truth.sum()) == pytest.approx(r['f1'])
+    # a different number from the misclassification rate, smaller for a majority interior class
+    assert r['pixel_error'] < best_boundary_prf(prob, gt)['error']
+    # the mask restricts the pixels, as for the other boundary scores
+    mask = np.zeros(gt.shape, bool)
+    mask[0] = True
+    assert isbi_pixel_error(prob, gt, mask=mask) == isbi_pixel_error(prob[:1], gt[:1])
+
+
 # ----------------------------------------------------------------------------------------------------
 # gt from a membrane map
 # ----------------------------------------------------------------------------------------------------
@@ -415,6 +445,7 @@ def test_evaluate_and_format_table():
     assert r['segmentation'] == segmentation_scores(seg, gt, two_d=True)
     assert r['boundary'] == boundary_prf(prob, membrane, 0.5)
     assert r['boundary_best']['f1'] >= r['boundary']['f1']
+    assert r['isbi_pixel_error'] == isbi_pixel_error(prob, membrane)
     assert 'boundary' not in evaluate(seg, gt)
     with pytest.raises(ValueError, match='boundary and gt_boundary go together'):
         evaluate(seg, gt, boundary=prob)
@@ -426,4 +457,5 @@ def test_evaluate_and_format_table():
     assert 'Rand error (1 - V_rand)' in table and '%.4f' % r['segmentation']['rand_error'] in table
     assert 'VOI split H(seg|gt) [bits]' in table and 'worst merge 1' in table
     assert 'boundary f1 @best' in table and '2D: mean of 6 sections' in table
+    assert 'ISBI 2012 pixel error %.4f' % r['isbi_pixel_error']['pixel_error'] in [' '.join(l.split()) for l in lines]
     assert format_table(segmentation_scores(seg, gt)).splitlines()[1].split()[1] == '3D:'

@@ -34,6 +34,8 @@ metrics (voxels with GT label 0 are not scored; SEG label 0 is an ordinary segme
   VOI merge        H(GT | SEG) in bits: under-segmentation (0 = no merges); VOI = split + merge
   boundary P/R/F1  pixels with PROB >= threshold against the GT membrane (--gt-boundary), at 0.5
                    and at the threshold of the best F1; pixel error = fraction of pixels wrong
+  ISBI 2012 pixel error  1 - the best F-score of the interior pixels: the challenge's "pixel
+                   error" (the number its leaderboard and papers quote; not the fraction wrong)
   worst split/merge  the GT objects / SEG segments with the largest share of VOI split / merge
   --2d             every section (axis 0) is scored on its own; the scores are averaged with
                    equal weight per section (sections whose GT is all 0 are skipped)

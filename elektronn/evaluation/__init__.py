@@ -17,6 +17,7 @@ and the scores are averaged, weighting sections equally.
   :func:`worst_errors` (the largest splits and merges by their VOI share).
 * :func:`boundary_prf` and :func:`best_boundary_prf` (:mod:`elektronn.evaluation.boundary`): pixel precision, recall and F1 of the
   thresholded map against a 0/1 membrane ground truth, at one threshold or the best one;
+  :func:`isbi_pixel_error`, the ISBI 2012 challenge's pixel error (1 - the best F-score of the interior);
   :func:`gt_segmentation_from_boundaries` turns such a membrane map into a gt segmentation.
 * :func:`evaluate` (everything that applies) and :func:`format_table` (a text table;
   :mod:`elektronn.evaluation.report`), as used by
@@ -37,7 +38,7 @@ For example, a segmentation that cuts one of two objects in halves::
     {'split': 0.0, 'merge': 0.5, 'total': 0.5}
 """
 from elektronn.evaluation.boundary import (DEFAULT_THRESHOLDS, best_boundary_prf, boundary_prf,
-                                           gt_segmentation_from_boundaries)
+                                           gt_segmentation_from_boundaries, isbi_pixel_error)
 from elektronn.evaluation.metrics import (SCORE_KEYS, Contingency, NothingToScore, adapted_rand_error, contingency,
                                           per_section, rand_scores, segmentation_scores, variation_of_information,
                                           worst_errors)
@@ -45,5 +46,5 @@ from elektronn.evaluation.report import evaluate, format_table
 
 __all__ = ['DEFAULT_THRESHOLDS', 'SCORE_KEYS', 'Contingency', 'NothingToScore', 'adapted_rand_error',
            'best_boundary_prf', 'boundary_prf', 'contingency', 'evaluate', 'format_table',
-           'gt_segmentation_from_boundaries', 'per_section', 'rand_scores', 'segmentation_scores',
+           'gt_segmentation_from_boundaries', 'isbi_pixel_error', 'per_section', 'rand_scores', 'segmentation_scores',
            'variation_of_information', 'worst_errors']

@@ -2,7 +2,7 @@
 (:func:`format_table`)."""
 import numpy as np
 
-from elektronn.evaluation.boundary import best_boundary_prf, boundary_prf
+from elektronn.evaluation.boundary import best_boundary_prf, boundary_prf, isbi_pixel_error
 from elektronn.evaluation.metrics import _ignore, _label_pair, _same_shape, segmentation_scores, worst_errors
 
 __all__ = ['evaluate', 'format_table']
@@ -23,8 +23,8 @@ def evaluate(seg, gt, boundary=None, gt_boundary=None, two_d=False, ignore_gt=(0
     Returns:
         dict: ``mode`` ('2d' or '3d'), ``shape``, ``ignore_gt``, ``segmentation``
         (:func:`segmentation_scores`), ``worst_errors`` (:func:`worst_errors`) and, with both
-        maps, ``boundary`` (:func:`boundary_prf` at 0.5) and ``boundary_best``
-        (:func:`best_boundary_prf`).
+        maps, ``boundary`` (:func:`boundary_prf` at 0.5), ``boundary_best``
+        (:func:`best_boundary_prf`) and ``isbi_pixel_error`` (:func:`isbi_pixel_error`).
     """
     seg, gt = _label_pair(seg, gt)
     if (boundary is None) != (gt_boundary is None):
@@ -36,6 +36,7 @@ def evaluate(seg, gt, boundary=None, gt_boundary=None, two_d=False, ignore_gt=(0
         _same_shape(np.asarray(boundary), seg, 'boundary', 'seg')
         results['boundary'] = boundary_prf(boundary, gt_boundary, 0.5)
         results['boundary_best'] = best_boundary_prf(boundary, gt_boundary)
+        results['isbi_pixel_error'] = isbi_pixel_error(boundary, gt_boundary)
     return results
 
 
@@ -74,6 +75,8 @@ def format_table(results):
                 rows.append(('boundary best threshold', '%.4f' % r['threshold']))
             rows += [('boundary %s @%s' % (m, name), '%.4f' % r[m]) for m in ('precision', 'recall', 'f1')]
             rows.append(('pixel error @%s' % name, '%.4f' % r['error']))
+    if results.get('isbi_pixel_error'):
+        rows.append(('ISBI 2012 pixel error', '%.4f' % results['isbi_pixel_error']['pixel_error']))
     worst = results.get('worst_errors') or {}
     for kind, own, other in (('splits', 'gt object', 'segments'), ('merges', 'segment', 'gt objects')):
         for i, e in enumerate(worst.get(kind, []), 1):
