@@ -69,8 +69,8 @@ SHARED = os.path.join(ROOT, '..', 'shared', 'data')
 sys.path.insert(0, HERE)
 from _pipeline_setup import (add_precision_argument, emit, example_trainer, precision_override,  # noqa: E402
                              train_for_cpu_budget)
-from bench_segmentation import (FIB_GRID, ISBI_GRID, predict_membranes, progress, segment_and_score,  # noqa: E402
-                                tune)
+from bench_segmentation import (FIB_GRID, ISBI_GRID, context_and_tile, predict_membranes, progress,  # noqa: E402
+                                segment_and_score, tune)
 
 #: ``--compare``: the held-back region of each example. ``tune_z`` / ``score_z``: the watershed's tuning
 #: region and the scored one (``[start, stop)`` along z); ``tile``: the MFP input tile, ``None`` in z for
@@ -219,10 +219,9 @@ def score_config(name, args, workdir):
     progress('%s config: training for %.0f CPU minutes' % (name, args.cpu_minutes))
     training = train_for_cpu_budget(trainer, 60.0 * args.cpu_minutes)
     raw, labels, gt = _held_back_volumes(args.data, args.example, case)
-    context = int(np.floor(float(trainer.config.dimensions.offset[0])))   # real sections the net sees around one
-    (t0, t1), (s0, s1) = case['tune_z'], case['score_z']
-    z0 = t0 - context
-    tile = tuple(s1 - z0 + 2 * context if t is None else t for t in case['tile'])
+    s0, s1 = case['score_z']
+    context, tile = context_and_tile(trainer, s1 - case['tune_z'][0], case['tile'])
+    z0 = case['tune_z'][0] - context
     c = trainer.config
     fields = dict(config=os.path.relpath(source, ROOT), overrides=overrides, training_precision=trainer.cnn.precision,
                   input=list(c.patch_size), **training)
@@ -232,8 +231,8 @@ def score_config(name, args, workdir):
         membrane = predict_membranes(trainer, config_path, raw[z0:s1], tile, tta=tta, precision='fp32')
         suffix = '_tta' if tta else ''
         fields['prediction_seconds' + suffix] = round(time.time() - t_pred, 1)
-        for key, value in held_back_scores(membrane[t0 - z0:t1 - z0], membrane[s0 - z0:s1 - z0], labels[s0:s1],
-                                           gt[t0:t1], gt[s0:s1], case).items():
+        np.save(os.path.join(workdir, '%s_membrane%s_z%i-%i.npy' % (name, suffix, z0, s1)), membrane)  # for re-scoring
+        for key, value in held_back_scores(membrane, z0, labels, gt, case).items():
             fields[key + suffix] = value
     fields.update(all_background_error=round(float(np.mean(labels[s0:s1] != 0)), 4),
                   wall_seconds=round(time.time() - t_wall, 1))
@@ -241,15 +240,21 @@ def score_config(name, args, workdir):
     return fields
 
 
-def held_back_scores(tune_map, score_map, score_labels, tune_gt, score_gt, case):
-    """Pixel and segmentation scores of one membrane map (float ``(z, x, y)``) on the scored region."""
-    from elektronn.evaluation import best_boundary_prf, boundary_prf
+def held_back_scores(membrane, z0, labels, gt, case):
+    """Pixel and segmentation scores on the scored region of a membrane map (float ``(z, x, y)`` of the
+    volume's sections from ``z0`` on; ``labels`` and ``gt``: the whole volume's), the watershed tuned on the
+    tuning region."""
+    from elektronn.evaluation import best_boundary_prf, boundary_prf, isbi_pixel_error
+    (t0, t1), (s0, s1) = case['tune_z'], case['score_z']
+    score_map, score_labels = membrane[s0 - z0:s1 - z0], labels[s0:s1]
     at_05 = boundary_prf(score_map, score_labels)
     best = best_boundary_prf(score_map, score_labels)
-    params, _ = tune({(): tune_map}, tune_gt, case['two_d'], case['grid'])
-    seg = segment_and_score(score_map, score_gt, case['two_d'], params['threshold'], params['min_seed_distance'])
+    params, _ = tune({(): membrane[t0 - z0:t1 - z0]}, gt[t0:t1], case['two_d'], case['grid'])
+    seg = segment_and_score(score_map, gt[s0:s1], case['two_d'], params['threshold'], params['min_seed_distance'])
     scores = dict(pixel_error=at_05['error'], f1_at_05=at_05['f1'], best_f1=best['f1'],
-                  best_threshold=best['threshold'], **{m: float(seg[m]) for m in SEGMENTATION_SCORES})
+                  best_threshold=best['threshold'],
+                  isbi_pixel_error=isbi_pixel_error(score_map, score_labels)['pixel_error'],
+                  **{m: float(seg[m]) for m in SEGMENTATION_SCORES})
     scores = {k: round(float(v), 4) for k, v in scores.items()}
     scores.update(segmentation_params=params, segments=seg['segments'])
     return scores
@@ -273,7 +278,7 @@ def comparison(before, recommended):
     """Each score of both configs and recommended / before, without and with TTA."""
     fields = dict(cpu_budget_s=before['cpu_budget_s'], steps_before=before['steps'],
                   steps_recommended=recommended['steps'])
-    for metric in ('pixel_error', 'f1_at_05', 'best_f1') + SEGMENTATION_SCORES:
+    for metric in ('pixel_error', 'isbi_pixel_error', 'f1_at_05', 'best_f1') + SEGMENTATION_SCORES:
         for suffix in ('', '_tta'):
             key = metric + suffix
             fields[key + '_before'], fields[key + '_recommended'] = before[key], recommended[key]

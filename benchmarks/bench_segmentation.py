@@ -197,32 +197,43 @@ def run_isbi(args, workdir):
     from elektronn.evaluation import gt_segmentation_from_boundaries
     with h5py.File(os.path.join(args.data, 'isbi2012_train.h5'), 'r') as f:
         raw, barrier = f['raw'][:], f['barrier'][:]                # (z, y, x) = ELEKTRONN's (z, x, y)
-    tune_z, score_z, context = (18, 24), (24, 30), 2                # context: the network's z offset
+    tune_z, score_z = (18, 24), (24, 30)
     gt_tune = gt_segmentation_from_boundaries(barrier[tune_z[0]:tune_z[1]], two_d=True)
     gt_score = gt_segmentation_from_boundaries(barrier[score_z[0]:score_z[1]], two_d=True)
     run_case('ISBI 2012', 'isbi2012_segmentation', 'isbi2012_config.py', 'isbi2012', 60.0 * args.cpu_minutes,
-             workdir, raw, tune_z, score_z, context, gt_tune, gt_score, two_d=True, grid=ISBI_GRID,
-             tile=(score_z[1] - tune_z[0] + 3 * context, 286, 286), unit='sections')
+             workdir, raw, tune_z, score_z, gt_tune, gt_score, two_d=True, grid=ISBI_GRID, tile=(None, 286, 286),
+             unit='sections')
 
 
 def run_fib(args, workdir):
     import h5py
     with h5py.File(os.path.join(args.data, 'neuroproof_fib_sample2.h5'), 'r') as f:
         raw, seg_gt = f['raw'][:], f['segmentation'][:]
-    tune_z, score_z, context = (110, 180), (180, 250), 15
+    tune_z, score_z = (110, 180), (180, 250)
     run_case('FIB-SEM', 'fib_segmentation', 'neuroproof_fib_config.py', 'fib', 60.0 * args.fib_cpu_minutes, workdir,
-             raw, tune_z, score_z, context, seg_gt[tune_z[0]:tune_z[1]], seg_gt[score_z[0]:score_z[1]], two_d=False,
+             raw, tune_z, score_z, seg_gt[tune_z[0]:tune_z[1]], seg_gt[score_z[0]:score_z[1]], two_d=False,
              grid=FIB_GRID, tile=(108, 155, 155), unit='z')
 
 
-def run_case(title, figure, example, name, budget, workdir, raw, tune_z, score_z, context, gt_tune, gt_score, two_d,
+def context_and_tile(trainer, z_range, tile):
+    """``(context, tile)`` for predicting ``z_range`` sections: the sections of real raw data the network sees
+    before (and after) one (its z offset; 0 for a 2D network, which predicts section by section) and the MFP
+    input tile, ``tile``'s ``None`` in z replaced by the whole range with context, z dropped for a 2D network."""
+    if trainer.config.n_dim == 2:
+        return 0, tuple(tile[1:])
+    context = int(np.floor(float(trainer.config.dimensions.offset[0])))
+    return context, tuple(z_range + 3 * context if t is None else t for t in tile)
+
+
+def run_case(title, figure, example, name, budget, workdir, raw, tune_z, score_z, gt_tune, gt_score, two_d,
              grid, tile, unit):
-    """Train the example for ``budget`` CPU seconds, predict the tuning and scored regions (with ``context``
-    sections of real raw data before them), tune and score network and baseline, print the figure."""
+    """Train the example for ``budget`` CPU seconds, predict the tuning and scored regions (with the sections of
+    real raw data before them that the network sees), tune and score network and baseline, print the figure."""
     t_wall = time.time()
     progress('%s: training for %.0f CPU seconds' % (title, budget))
     trainer, config_path = make_trainer(example, workdir, name)
     training = train_for_cpu_budget(trainer, budget)
+    context, tile = context_and_tile(trainer, score_z[1] - tune_z[0], tile)
     progress('%s: training done: %i steps, %.0f CPU s' % (title, training['steps'], training['training_cpu_seconds']))
     progress('%s: predicting %s %i-%i' % (title, unit, tune_z[0], score_z[1] - 1))
     t0 = time.time()
