@@ -74,6 +74,7 @@ def _prediction_config(config_file, gpu, override_MFP_to_active, imposed_input_s
     if save_dir is not None:
         config.save_path = save_dir  # the run may have moved since it was trained
     config.param_file = None  # the trained parameters replace the initial ones
+    config.mixed_precision = False  # the training's precision; a prediction's is chosen (and printed) on its own
     return config
 
 
