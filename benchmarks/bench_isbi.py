@@ -1,4 +1,4 @@
-"""ISBI 2012: the neuro 3D example network trained for a fixed budget of CPU time, then scored densely.
+"""ISBI 2012: the example network trained for a fixed budget of CPU time, then scored densely.
 
 Config: ``examples/isbi2012_config.py`` (train on slices 0-23 of ``isbi2012_train.h5``, validate
 on 24-29; warp_on = 0.7, flips, grey augmentation, 2 background processes, SGD), previews and
@@ -29,8 +29,9 @@ cube), ``--example neuroproof_fib`` on the FIB-SEM cube; the figures are then na
 sets, then scored on the held-back region without and with test-time augmentation. The region and
 its context are predicted densely in float32 with max-fragment-pooling and mirror padding
 (``pad_raw=True``), so every voxel of the region is scored (the same voxels for both configs,
-whatever their field of view). Scores: pixel error and membrane F1 at 0.5, the best F1 over all
-thresholds, and the seeded watershed segmentation of ``bench_segmentation.py`` (its parameters chosen
+whatever their field of view). Scores: pixel error (the fraction of pixels wrong) and membrane F1 at
+0.5, the best F1 over all thresholds, the ISBI 2012 challenge's pixel error (``isbi_pixel_error``: 1 -
+the best F-score of the interior pixels, the number its leaderboard quotes), and the seeded watershed segmentation of ``bench_segmentation.py`` (its parameters chosen
 on the tuning region by the smallest VOI, then the scored region segmented once): Rand error, VOI
 split, merge and sum -- 2D per section for ISBI 2012 (tuning on sections 18-23, scored 24-29), 3D
 against the body segmentation for FIB-SEM (tuning on z 110-179, scored 180-249).
@@ -39,7 +40,8 @@ One figure per config (``<example>_config_before`` / ``_recommended``) and
 with TTA, and ``recommended_tta_vs_before``: the recommended config with TTA against the shipped
 config without). ``--parallel`` trains both configs at once in two processes (the budget is CPU
 time, counted per process, so this changes the wall time only); ``--set`` applies to the
-recommended config.
+recommended config. Each predicted map is kept in the work folder
+(``<config>_membrane[_tta]_z<first>-<stop>.npy``, float32 ``(z, x, y)``) for scoring it otherwise.
 
 Usage::
 
@@ -91,7 +93,8 @@ def dense_valid_scores(trainer, precision=None, tta=False):
     raw, lab = data.valid_d[0], data.valid_l[0]              # (z, ch, x, y), (z, x, y), same size
     with contextlib.redirect_stdout(io.StringIO()):
         prob = cnn.predictDense(np.ascontiguousarray(raw.transpose(1, 2, 3, 0)), precision=precision, tta=tta)
-    off = np.array([int(o) for o in trainer.config.dimensions.offset])  # (z, x, y)
+    off = np.array([int(o) for o in trainer.config.dimensions.offset])  # (z, x, y), or (x, y) of a 2D network
+    off = np.r_[np.zeros(3 - len(off), int), off]
     pred = prob.argmax(axis=0).transpose(2, 0, 1)             # (z', x', y'): raw voxel j + off
     # label voxel i is raw voxel i + origin (cubes are registered by position; ISBI's are the same size)
     origin = getattr(data._valid[0], 'origin', None)

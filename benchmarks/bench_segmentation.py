@@ -13,11 +13,12 @@ voxels with the same segmenter.
 * **Prediction.** The trained parameters are loaded into the same network built with
   max-fragment-pooling in every pooling layer (``create_predncnn(..., override_MFP_to_active=True)``:
   the same numbers as ``predictDense`` of the training network, one pass per tile) and sections
-  16-29 of the raw stack are predicted with ``pad_raw=True``: the network (field of view 5
-  sections, 31 x 31 pixels) sees the real neighbouring sections wherever they exist (sections 16
-  and 17 are context only) and a mirror image (NumPy ``'symmetric'``) beyond the stack's end and
-  beyond the image border, so that every pixel of sections 18-29 gets a prediction, aligned with
-  its input pixel. The membrane probability is class 1 (``barrier`` 1 = membrane).
+  18-29 of the raw stack are predicted with ``pad_raw=True`` (the example's 2D network section by
+  section; a 3D network also gets the real sections before them that it sees, its z offset, e.g.
+  16 and 17 for one with a field of view of 5 sections) and a mirror image (NumPy ``'symmetric'``)
+  beyond the stack's end and beyond the image border, so that every pixel of sections 18-29 gets a
+  prediction, aligned with its input pixel. The membrane probability is class 1 (``barrier`` 1 =
+  membrane).
 * **Segmentation.** ``Segmenter(kind='boundaries', two_d=True, threshold=T, min_seed_distance=D,
   min_size=0)`` per section (seg label 0 would be one ordinary segment for the metrics, so no
   segment is removed).

@@ -51,8 +51,12 @@ def cnndata_from_config(cfg):
 
 def check_registered_batches(data, calc, source):
     d, l = data.getbatch(4, source=source, strided=False, flip=True)
-    oz, ox, oy = (int(o) for o in calc.offset)
-    under = d[:, oz:d.shape[1] - oz, 0, ox:d.shape[3] - ox, oy:d.shape[4] - oy]
+    if len(calc.offset) == 3:                                  # (bs, z, ch, x, y)
+        oz, ox, oy = (int(o) for o in calc.offset)
+        under = d[:, oz:d.shape[1] - oz, 0, ox:d.shape[3] - ox, oy:d.shape[4] - oy]
+    else:                                                      # (bs, ch, x, y)
+        ox, oy = (int(o) for o in calc.offset)
+        under = d[:, 0, ox:d.shape[2] - ox, oy:d.shape[3] - oy]
     assert under.shape == l.shape
     assert set(np.unique(l)) <= {0, 1}
     assert under[l == 1].mean() < under[l == 0].mean() - 0.05   # membranes are dark in every data set
@@ -97,8 +101,8 @@ def test_isbi_config_loads_same_size_labels_in_zchxy_order(monkeypatch):
     data, calc = cnndata_from_config(read_config('isbi2012_config.py'))
     assert data.train_d[0].shape == (24, 1, 512, 512) and data.valid_d[0].shape == (6, 1, 512, 512)
     assert data.train_l[0].shape == (24, 512, 512)
-    d, l = data.getbatch(1)
-    assert d.shape == (1, 6, 1, 127, 127) and l.shape == (1, 2, 25, 25)
+    d, l = data.getbatch(1)                                    # the 2D network: single sections, stride 8
+    assert d.shape == (1, 1, 255, 255) and l.shape == (1, 25, 25)
     check_registered_batches(data, calc, 'train')
     check_registered_batches(data, calc, 'valid')
 
