@@ -179,8 +179,8 @@ def isbi_pixel_error(boundary, gt_boundary, mask=None):
         boundary, gt_boundary, mask: As :func:`boundary_prf` (membrane probabilities, 0/1 membrane truth).
 
     Returns:
-        dict(pixel_error, f1, threshold): ``1 - f1``, the interior F-score, and the membrane probability
-        below which a pixel counts as interior at the best F-score.
+        dict with ``pixel_error`` (``1 - f1``), ``f1`` (the best F-score of the interior) and
+        ``threshold`` (the membrane probability below which a pixel counts as interior at that F-score).
 
     Example::
 
