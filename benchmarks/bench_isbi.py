@@ -31,8 +31,9 @@ its context are predicted densely in float32 with max-fragment-pooling and mirro
 (``pad_raw=True``), so every voxel of the region is scored (the same voxels for both configs,
 whatever their field of view). Scores: pixel error (the fraction of pixels wrong) and membrane F1 at
 0.5, the best F1 over all thresholds, the ISBI 2012 challenge's pixel error (``isbi_pixel_error``: 1 -
-the best F-score of the interior pixels, the number its leaderboard quotes), and the seeded watershed segmentation of ``bench_segmentation.py`` (its parameters chosen
-on the tuning region by the smallest VOI, then the scored region segmented once): Rand error, VOI
+the best F-score of the interior pixels, the number its leaderboard quotes), and the seeded
+watershed segmentation of ``bench_segmentation.py`` (its parameters chosen on the tuning region by
+the smallest VOI, then the scored region segmented once): Rand error, VOI
 split, merge and sum -- 2D per section for ISBI 2012 (tuning on sections 18-23, scored 24-29), 3D
 against the body segmentation for FIB-SEM (tuning on z 110-179, scored 180-249).
 One figure per config (``<example>_config_before`` / ``_recommended``) and

@@ -180,7 +180,7 @@ def isbi_pixel_error(boundary, gt_boundary, mask=None):
 
     Returns:
         dict with ``pixel_error`` (``1 - f1``), ``f1`` (the best F-score of the interior) and
-        ``threshold`` (the membrane probability below which a pixel counts as interior at that F-score).
+        ``threshold`` (the membrane probability at or below which a pixel counts as interior there).
 
     Example::
 
