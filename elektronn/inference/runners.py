@@ -207,12 +207,26 @@ def _run_here(task, todo, finished):
         task.close(state)
 
 
+class _CancelRaceFilter(logging.Filter):
+    """Drops tornado's report of a harmless race in ``distributed.utils.sync``: ctrl+c before its future
+    exists makes the cancel callback it schedules raise ``NameError`` (there was nothing to cancel). The
+    user pressed ctrl+c and gets the one-line summary, not a library traceback."""
+
+    def filter(self, record):
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, NameError) and "'future'" in str(error))
+
+
+_CANCEL_RACE_FILTER = _CancelRaceFilter()
+
+
 def _run_on_cluster(task, todo, client, finished):
     import cloudpickle
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
     if not todo:
         return
+    logging.getLogger('tornado.application').addFilter(_CANCEL_RACE_FILTER)  # idempotent: a filter is added once
     # The task travels once, as the result of a task that returns it: workers fetch it from each other, and the
     # scheduler can make it again should every worker holding it die (scattered data would be lost then).
     # It travels pickled: the scheduler unpickles the graphs it gets, and would else import (and hold) whatever
